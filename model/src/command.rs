@@ -1,0 +1,119 @@
+//! Commands (what the Raft log carries) and their outcomes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Rejection;
+use crate::registry::{AttributeUpdate, Thing};
+use crate::shadow::{ShadowKey, ShadowUpdated};
+
+/// A change to the replicated state. Everything `apply` needs is inside: time
+/// (`at_ms`) and generated ids are stamped by the proposer.
+///
+/// Encoded with bincode, so no field may be a `serde_json::Value` (bincode cannot
+/// decode self-describing data); JSON documents travel as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// AWS CreateThing.
+    CreateThing {
+        /// Thing name.
+        name: String,
+        /// Optional thing type.
+        thing_type_name: Option<String>,
+        /// Initial attributes.
+        attributes: BTreeMap<String, String>,
+        /// Id chosen by the proposer.
+        thing_id: String,
+        /// Proposer's clock, ms since the epoch.
+        at_ms: u64,
+    },
+    /// AWS UpdateThing.
+    UpdateThing {
+        /// Thing name.
+        name: String,
+        /// Attribute changes, if any.
+        attributes: Option<AttributeUpdate>,
+        /// New thing type, if any.
+        thing_type_name: Option<String>,
+        /// Remove the thing type.
+        remove_thing_type: bool,
+        /// Refuse unless the thing is at this version.
+        expected_version: Option<u64>,
+    },
+    /// AWS DeleteThing.
+    DeleteThing {
+        /// Thing name.
+        name: String,
+        /// Refuse unless the thing is at this version.
+        expected_version: Option<u64>,
+    },
+    /// AWS UpdateThingShadow / `.../shadow/update`.
+    UpdateShadow {
+        /// Which shadow.
+        key: ShadowKey,
+        /// The request body, JSON text, as the client sent it.
+        request: String,
+        /// Proposer's clock, ms since the epoch.
+        at_ms: u64,
+    },
+    /// AWS DeleteThingShadow / `.../shadow/delete`.
+    DeleteShadow {
+        /// Which shadow.
+        key: ShadowKey,
+        /// Refuse unless the shadow is at this version.
+        expected_version: Option<u64>,
+        /// Echoed back.
+        client_token: Option<String>,
+        /// Proposer's clock, ms since the epoch.
+        at_ms: u64,
+    },
+}
+
+impl Command {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::CreateThing { .. } => "create_thing",
+            Command::UpdateThing { .. } => "update_thing",
+            Command::DeleteThing { .. } => "delete_thing",
+            Command::UpdateShadow { .. } => "update_shadow",
+            Command::DeleteShadow { .. } => "delete_shadow",
+        }
+    }
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Applied {
+    /// Entries that carry no command (blank, membership).
+    Nothing,
+    /// The thing after create or update.
+    Thing(Thing),
+    /// DeleteThing: whether there was a thing to delete.
+    ThingDeleted {
+        /// False when the thing did not exist (still a success, as in AWS).
+        existed: bool,
+    },
+    /// An accepted shadow update.
+    ShadowUpdated(ShadowUpdated),
+    /// An accepted shadow delete: the `/delete/accepted` body.
+    ShadowDeleted(Value),
+}
+
+/// The replicated result of one command: every replica computes the same one.
+pub type Outcome = Result<Applied, Rejection>;
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::CreateThing { name, .. }
+            | Command::UpdateThing { name, .. }
+            | Command::DeleteThing { name, .. } => write!(f, "{} {name}", self.kind()),
+            Command::UpdateShadow { key, .. } | Command::DeleteShadow { key, .. } => {
+                write!(f, "{} {}/{}", self.kind(), key.thing, key.name)
+            }
+        }
+    }
+}

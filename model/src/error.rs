@@ -1,0 +1,49 @@
+//! Rejections: the replicated "no" of `apply`. Every replica reaches the same one.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a command was refused. Part of the replicated outcome, so it must be
+/// deterministic: it never carries anything a single node observed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum Rejection {
+    /// The request is malformed or breaks a rule (AWS `InvalidRequestException`, 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The named resource does not exist (AWS `ResourceNotFoundException`, 404).
+    #[error("{what} not found")]
+    NotFound {
+        /// e.g. "thing 'lamp-1'".
+        what: String,
+    },
+    /// The resource exists with another configuration (AWS `ResourceAlreadyExistsException`, 409).
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// e.g. "thing 'lamp-1'".
+        what: String,
+    },
+    /// An expected version did not match (AWS `VersionConflictException`, 409).
+    #[error("version conflict: request expects version {requested}, current version is {current}")]
+    VersionConflict {
+        /// What the request expected.
+        requested: u64,
+        /// What the resource holds.
+        current: u64,
+    },
+    /// A document or value is above its size limit (413).
+    #[error("{what} is {bytes} bytes; the limit is {max}")]
+    TooLarge {
+        /// What was too large.
+        what: String,
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl Rejection {
+    /// Shorthand for [`Rejection::Invalid`].
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Rejection::Invalid(message.into())
+    }
+}

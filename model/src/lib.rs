@@ -1,0 +1,26 @@
+//! `fleetcore-model`: what Fleetcore's replicated state *means* — the thing
+//! registry and device shadow documents (merge, delta, version).
+//!
+//! Owns: [`Command`], [`State::apply`], every validation rule and limit ([`limits`]).
+//! Uses: serde, serde_json, thiserror. Nothing else.
+//! Must not depend on: tokio, openraft, rocksdb, tonic. Must not read a clock,
+//! a random number or the environment: time and generated ids arrive inside a
+//! [`Command`], so every replica that applies the same log holds identical state.
+//!
+//! Start at [`State::apply`]. [`shadow`] cites the AWS IoT behaviour it reproduces.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod command;
+pub mod error;
+pub mod limits;
+pub mod names;
+pub mod registry;
+pub mod shadow;
+pub mod state;
+
+pub use command::{Applied, Command, Outcome};
+pub use error::Rejection;
+pub use registry::{AttributeUpdate, Thing, ThingQuery};
+pub use shadow::{ShadowDocument, ShadowKey, ShadowRecord, ShadowUpdated};
+pub use state::{State, StateKey, StateRecord};

@@ -1,0 +1,68 @@
+//! Data plane: UpdateThingShadow, GetThingShadow, DeleteThingShadow,
+//! ListNamedShadowsForThing. `?name=` selects a named shadow.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use fleetcore_model::ShadowKey;
+use fleetcore_raft::Connector;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::service::Service;
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ShadowQuery {
+    name: Option<String>,
+}
+
+fn key(
+    thing: String,
+    query: Result<Query<ShadowQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<ShadowKey, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    Ok(match q.name {
+        Some(name) => ShadowKey::named(thing, name),
+        None => ShadowKey::classic(thing),
+    })
+}
+
+pub(crate) async fn update<C: Connector>(
+    State(service): State<Service<C>>,
+    Path(thing): Path<String>,
+    query: Result<Query<ShadowQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let key = key(thing, query)?;
+    Ok(Json(service.update_shadow(key, &body).await?))
+}
+
+pub(crate) async fn get<C: Connector>(
+    State(service): State<Service<C>>,
+    Path(thing): Path<String>,
+    query: Result<Query<ShadowQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let key = key(thing, query)?;
+    Ok(Json(service.get_shadow(&key).await?))
+}
+
+pub(crate) async fn delete<C: Connector>(
+    State(service): State<Service<C>>,
+    Path(thing): Path<String>,
+    query: Result<Query<ShadowQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let key = key(thing, query)?;
+    Ok(Json(service.delete_shadow(key, None).await?))
+}
+
+pub(crate) async fn list_named<C: Connector>(
+    State(service): State<Service<C>>,
+    Path(thing): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let names = service.list_named_shadows(&thing).await?;
+    Ok(Json(
+        json!({ "results": names, "timestamp": std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) }),
+    ))
+}

@@ -1,0 +1,209 @@
+//! `fleetcore`: the node binary's library — configuration, the HTTP API over the
+//! service layer, the CLI, and [`run`], which wires a node together.
+//!
+//! Owns: how a process starts, serves, bootstraps or joins, and shuts down.
+//! Uses: fleetcore-raft (consensus), fleetcore-model (meaning), axum, clap.
+//! Must not: implement consensus or storage rules (they live below), or read the
+//! clock anywhere but through [`clock::Clock`] at the proposer.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod service;
+pub mod telemetry;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use fleetcore_raft::{NodeInfo, RaftNode, RaftOptions, TcpConnector};
+use fleetcore_storage::StorageOptions;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::service::Service;
+
+/// Runs a node until `shutdown` resolves; then a leader hands over leadership and
+/// the listeners close.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let raft_listener = TcpListener::bind(&config.raft_addr)
+        .await
+        .with_context(|| format!("cannot listen for Raft on {}", config.raft_addr))?;
+    let http_listener = TcpListener::bind(&config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
+    let info = NodeInfo {
+        raft_addr: config.advertise_raft_addr.clone(),
+        http_addr: config.advertise_http_addr.clone(),
+    };
+    let options = RaftOptions {
+        storage: StorageOptions {
+            fsync: config.fsync,
+        },
+        snapshot_every_entries: config.snapshot_every_entries,
+        keep_behind_snapshot: (config.snapshot_every_entries / 4).max(1),
+        ..Default::default()
+    };
+    let node = RaftNode::start(
+        config.node_id,
+        info.clone(),
+        &config.data_dir,
+        options,
+        TcpConnector,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot start node {} with data in {}",
+            config.node_id,
+            config.data_dir.display()
+        )
+    })?;
+    tracing::info!(
+        node_id = config.node_id,
+        raft = %config.raft_addr,
+        http = %config.http_addr,
+        data = %config.data_dir.display(),
+        "node started"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let wait_stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let raft_server = tokio::spawn(fleetcore_raft::service::serve(
+        node.clone(),
+        tokio_stream::wrappers::TcpListenerStream::new(raft_listener),
+        wait_stop(stop_rx.clone()),
+    ));
+
+    form_cluster(&config, &node, info).await?;
+
+    let service = Service::new(node.clone(), Arc::new(SystemClock));
+    let app = http::router(service);
+    let http_server = tokio::spawn({
+        let stop = wait_stop(stop_rx.clone());
+        async move {
+            axum::serve(http_listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    });
+
+    // Nodes of a static bootstrap record their HTTP address in the membership.
+    let register = tokio::spawn({
+        let node = node.clone();
+        async move {
+            for _ in 0..60 {
+                match node.register_self().await {
+                    Ok(()) => return,
+                    Err(e) => tracing::debug!(error = %e, "registering addresses, will retry"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    register.abort();
+    node.shutdown().await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), http_server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), raft_server).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Bootstraps, joins, or resumes, depending on config and what the data dir holds.
+async fn form_cluster(
+    config: &Config,
+    node: &RaftNode<TcpConnector>,
+    info: NodeInfo,
+) -> anyhow::Result<()> {
+    if !config.initial_cluster.is_empty() {
+        let members: BTreeMap<u64, NodeInfo> = config
+            .initial_cluster
+            .iter()
+            .map(|(id, addr)| {
+                let info = if *id == config.node_id {
+                    info.clone()
+                } else {
+                    NodeInfo {
+                        raft_addr: addr.clone(),
+                        http_addr: String::new(),
+                    }
+                };
+                (*id, info)
+            })
+            .collect();
+        node.bootstrap(&config.static_cluster_id(), members)
+            .await
+            .context("cannot bootstrap the initial cluster")?;
+        return Ok(());
+    }
+    if node.is_initialized().await? {
+        if node.cluster().get().is_none() {
+            anyhow::bail!(
+                "data dir {} holds a Raft log but no cluster id: it is corrupt",
+                config.data_dir.display()
+            );
+        }
+        return Ok(());
+    }
+    if let Some(seed) = &config.join {
+        let seed = seed.trim_end_matches('/').to_string();
+        let body = http::AddMemberBody {
+            id: config.node_id,
+            raft_addr: info.raft_addr.clone(),
+            http_addr: info.http_addr.clone(),
+        };
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                match client
+                    .post(format!("{seed}/cluster/members"))
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => {
+                        tracing::info!(%seed, "joined the cluster");
+                        return;
+                    }
+                    Ok(r) => {
+                        let status = r.status();
+                        let text = r.text().await.unwrap_or_default();
+                        tracing::warn!(%seed, %status, %text, "join refused, will retry");
+                    }
+                    Err(e) => {
+                        tracing::warn!(%seed, error = %e, "cannot reach the cluster to join, will retry")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        return Ok(());
+    }
+    if config.bootstrap {
+        let cluster_id = format!("fc-{}", uuid::Uuid::new_v4().simple());
+        node.bootstrap(&cluster_id, BTreeMap::from([(config.node_id, info)]))
+            .await
+            .context("cannot bootstrap a single-node cluster")?;
+        tracing::info!(%cluster_id, "bootstrapped a single-node cluster");
+    } else {
+        tracing::info!("waiting to be added to a cluster (bootstrap = false)");
+    }
+    Ok(())
+}

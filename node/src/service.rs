@@ -1,0 +1,218 @@
+//! The service layer: the operations of AWS IoT's registry and shadow APIs over the
+//! Raft node. HTTP handlers (and later MQTT topic handlers) are thin wrappers.
+
+use std::collections::BTreeMap;
+
+use fleetcore_model::shadow::ShadowUpdateRequest;
+use fleetcore_model::{
+    limits, names, Applied, AttributeUpdate, Command, Outcome, ShadowKey, Thing, ThingQuery,
+};
+use fleetcore_raft::{Connector, RaftNode};
+use serde_json::Value;
+
+use crate::clock::SharedClock;
+use crate::error::ApiError;
+
+/// Registry and shadow operations. Cheap to clone.
+#[derive(Clone)]
+pub struct Service<C: Connector> {
+    node: RaftNode<C>,
+    clock: SharedClock,
+    /// Region and account shown in ARNs.
+    arn_prefix: String,
+}
+
+/// A page of things.
+#[derive(Debug)]
+pub struct ThingPage {
+    /// The things.
+    pub things: Vec<Thing>,
+    /// Token for the next page.
+    pub next_token: Option<String>,
+}
+
+fn unexpected(outcome: &Applied) -> ApiError {
+    tracing::error!(?outcome, "unexpected outcome");
+    ApiError {
+        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        kind: "InternalFailureException",
+        message: "unexpected outcome".into(),
+    }
+}
+
+impl<C: Connector> Service<C> {
+    /// A service over `node`.
+    pub fn new(node: RaftNode<C>, clock: SharedClock) -> Self {
+        Service {
+            node,
+            clock,
+            arn_prefix: "arn:aws:iot:local:000000000000".into(),
+        }
+    }
+
+    /// The Raft node.
+    pub fn node(&self) -> &RaftNode<C> {
+        &self.node
+    }
+
+    /// The ARN of a thing.
+    pub fn thing_arn(&self, name: &str) -> String {
+        format!("{}:thing/{name}", self.arn_prefix)
+    }
+
+    async fn propose(&self, command: Command) -> Result<Applied, ApiError> {
+        let outcome: Outcome = self.node.propose(command).await?;
+        Ok(outcome?)
+    }
+
+    /// CreateThing.
+    pub async fn create_thing(
+        &self,
+        name: &str,
+        thing_type_name: Option<String>,
+        attributes: BTreeMap<String, String>,
+    ) -> Result<Thing, ApiError> {
+        names::check_thing_name(name)?;
+        let command = Command::CreateThing {
+            name: name.to_string(),
+            thing_type_name,
+            attributes,
+            thing_id: uuid::Uuid::new_v4().to_string(),
+            at_ms: self.clock.now_ms(),
+        };
+        match self.propose(command).await? {
+            Applied::Thing(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// UpdateThing.
+    pub async fn update_thing(
+        &self,
+        name: &str,
+        attributes: Option<AttributeUpdate>,
+        thing_type_name: Option<String>,
+        remove_thing_type: bool,
+        expected_version: Option<u64>,
+    ) -> Result<Thing, ApiError> {
+        names::check_thing_name(name)?;
+        let command = Command::UpdateThing {
+            name: name.to_string(),
+            attributes,
+            thing_type_name,
+            remove_thing_type,
+            expected_version,
+        };
+        match self.propose(command).await? {
+            Applied::Thing(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// DeleteThing. Deleting a thing that does not exist succeeds, as in AWS.
+    pub async fn delete_thing(
+        &self,
+        name: &str,
+        expected_version: Option<u64>,
+    ) -> Result<(), ApiError> {
+        names::check_thing_name(name)?;
+        match self
+            .propose(Command::DeleteThing {
+                name: name.to_string(),
+                expected_version,
+            })
+            .await?
+        {
+            Applied::ThingDeleted { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// DescribeThing, linearizable.
+    pub async fn describe_thing(&self, name: &str) -> Result<Thing, ApiError> {
+        names::check_thing_name(name)?;
+        self.node.linearizable_read().await?;
+        let applied = self.node.state().read();
+        applied
+            .state
+            .thing(name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("Thing {name} cannot be found.")))
+    }
+
+    /// ListThings, linearizable, paginated in name order.
+    pub async fn list_things(
+        &self,
+        query: &ThingQuery,
+        next_token: Option<&str>,
+        max_results: Option<usize>,
+    ) -> Result<ThingPage, ApiError> {
+        let limit = max_results.unwrap_or(limits::LIST_PAGE_MAX);
+        if limit == 0 || limit > limits::LIST_PAGE_MAX {
+            return Err(ApiError::invalid(format!(
+                "maxResults must be between 1 and {}",
+                limits::LIST_PAGE_MAX
+            )));
+        }
+        self.node.linearizable_read().await?;
+        let applied = self.node.state().read();
+        let (things, next_token) = applied.state.list_things(query, next_token, limit);
+        Ok(ThingPage { things, next_token })
+    }
+
+    /// UpdateThingShadow: returns the `/update/accepted` document.
+    pub async fn update_shadow(&self, key: ShadowKey, body: &[u8]) -> Result<Value, ApiError> {
+        key.check()?;
+        // Parse here too, so bad input never reaches the log.
+        ShadowUpdateRequest::parse(body)?;
+        let request = String::from_utf8(body.to_vec())
+            .map_err(|_| ApiError::invalid("Payload is not UTF-8"))?;
+        let command = Command::UpdateShadow {
+            key,
+            request,
+            at_ms: self.clock.now_ms(),
+        };
+        match self.propose(command).await? {
+            Applied::ShadowUpdated(u) => Ok(u.accepted),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// GetThingShadow, linearizable.
+    pub async fn get_shadow(&self, key: &ShadowKey) -> Result<Value, ApiError> {
+        key.check()?;
+        self.node.linearizable_read().await?;
+        let applied = self.node.state().read();
+        let record = applied.state.shadow(key).cloned().unwrap_or_default();
+        let mut doc = record.get_response(key)?;
+        // AWS stamps the reply with the time it was sent.
+        doc["timestamp"] = Value::from(self.clock.now_ms() / 1000);
+        Ok(doc)
+    }
+
+    /// DeleteThingShadow.
+    pub async fn delete_shadow(
+        &self,
+        key: ShadowKey,
+        expected_version: Option<u64>,
+    ) -> Result<Value, ApiError> {
+        key.check()?;
+        let command = Command::DeleteShadow {
+            key,
+            expected_version,
+            client_token: None,
+            at_ms: self.clock.now_ms(),
+        };
+        match self.propose(command).await? {
+            Applied::ShadowDeleted(body) => Ok(body),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// ListNamedShadowsForThing, linearizable.
+    pub async fn list_named_shadows(&self, thing: &str) -> Result<Vec<String>, ApiError> {
+        names::check_thing_name(thing)?;
+        self.node.linearizable_read().await?;
+        Ok(self.node.state().read().state.named_shadows(thing))
+    }
+}

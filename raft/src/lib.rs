@@ -1,0 +1,36 @@
+//! `fleetcore-raft`: consensus for Fleetcore — an openraft node over a tonic gRPC
+//! transport, with the operations the rest of the node needs: propose a command
+//! (forwarded to the leader from any node), linearizable reads (read-index, also
+//! from followers), membership changes and cluster status.
+//!
+//! Owns: the node-to-node wire protocol (`proto/raft.proto`, [`wire`]), the transport
+//! abstraction ([`transport::Connector`] and any incoming stream of connections), so
+//! the same code runs on tokio TCP and inside turmoil; the cluster-id handshake.
+//! Uses: openraft, tonic, fleetcore-storage, fleetcore-model.
+//! Must not depend on: axum, the MQTT layer, the `fleetcore` binary's config. Reads
+//! no wall clock for state: time goes into commands at the proposer (the caller).
+//!
+//! Start at [`RaftNode::start`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod network;
+pub mod node;
+pub mod service;
+pub mod transport;
+pub mod wire;
+
+/// Generated gRPC code.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("fleetcore.raft.v1");
+}
+
+pub use error::RaftError;
+pub use fleetcore_storage::{NodeInfo, TypeConfig};
+pub use node::{ClusterStatus, MemberStatus, RaftNode, RaftOptions};
+pub use transport::{Connector, TcpConnector};
+
+/// The openraft handle with Fleetcore's types.
+pub type Raft = openraft::Raft<TypeConfig, fleetcore_storage::StateMachineStore>;

@@ -1,0 +1,288 @@
+//! openraft's network: one gRPC channel per peer, dialled through a [`Connector`].
+//! Transport failures become `Unreachable`, which openraft backs off from.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use hyper_util::rt::TokioIo;
+use openraft::alias::{SnapshotOf, VoteOf};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::AnyError;
+use tonic::transport::{Channel, Endpoint};
+
+use fleetcore_storage::{LogStore, NodeInfo, TypeConfig};
+
+use crate::pb::raft_service_client::RaftServiceClient;
+use crate::pb::Blob;
+use crate::transport::Connector;
+use crate::wire;
+
+/// Snapshot bytes go out in chunks of this size.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 512 * 1024;
+/// Largest gRPC message a node accepts (a large append batch).
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// The cluster this node belongs to. Empty until bootstrap or until the first
+/// message from a cluster that is adding this node; recorded durably once known.
+#[derive(Clone)]
+pub struct ClusterId {
+    id: Arc<RwLock<Option<String>>>,
+    store: LogStore,
+}
+
+impl ClusterId {
+    /// Loads the recorded id from the log store.
+    pub fn load(store: LogStore) -> Result<Self, fleetcore_storage::StorageError> {
+        let id = store.cluster_id()?;
+        Ok(ClusterId {
+            id: Arc::new(RwLock::new(id)),
+            store,
+        })
+    }
+
+    /// The id, if known.
+    pub fn get(&self) -> Option<String> {
+        self.id.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records `id` if none is known; refuses a different one.
+    pub fn adopt(&self, id: &str) -> Result<(), String> {
+        let mut guard = self.id.write().unwrap_or_else(|p| p.into_inner());
+        match guard.as_deref() {
+            Some(mine) if mine == id => Ok(()),
+            Some(mine) => Err(format!(
+                "this node belongs to cluster {mine}, the request comes from cluster {id}"
+            )),
+            None => {
+                self.store.set_cluster_id(id).map_err(|e| e.to_string())?;
+                tracing::info!(cluster_id = id, "joined cluster");
+                *guard = Some(id.to_string());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Creates per-peer clients; shares channels between them.
+#[derive(Clone)]
+pub struct Network<C: Connector> {
+    connector: C,
+    cluster: ClusterId,
+    self_id: u64,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    rpc_timeout: Duration,
+}
+
+impl<C: Connector> Network<C> {
+    /// A network dialling through `connector`.
+    pub fn new(connector: C, cluster: ClusterId, self_id: u64, rpc_timeout: Duration) -> Self {
+        Network {
+            connector,
+            cluster,
+            self_id,
+            channels: Arc::default(),
+            rpc_timeout,
+        }
+    }
+
+    /// A client for the peer at `addr`, over a cached, lazily connecting channel.
+    pub fn client(&self, addr: &str) -> RaftServiceClient<Channel> {
+        let channel = {
+            let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+            channels
+                .entry(addr.to_string())
+                .or_insert_with(|| {
+                    let connector = self.connector.clone();
+                    let target = addr.to_string();
+                    // The URI is only a label; the connector decides where to dial.
+                    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                        .unwrap_or_else(|_| Endpoint::from_static("http://invalid.invalid"))
+                        .connect_timeout(Duration::from_secs(1))
+                        .tcp_nodelay(true);
+                    endpoint.connect_with_connector_lazy(tower::service_fn(move |_uri| {
+                        let fut = connector.connect(target.clone());
+                        async move { fut.await.map(TokioIo::new) }
+                    }))
+                })
+                .clone()
+        };
+        RaftServiceClient::new(channel)
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+    }
+
+    /// Wraps a payload with the cluster and sender headers.
+    pub fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(timeout);
+        if let Some(id) = self.cluster.get() {
+            if let Ok(v) = id.parse() {
+                request.metadata_mut().insert(wire::CLUSTER_HEADER, v);
+            }
+        }
+        if let Ok(v) = self.self_id.to_string().parse() {
+            request.metadata_mut().insert(wire::FROM_HEADER, v);
+        }
+        request
+    }
+
+    /// The default deadline of one RPC.
+    pub fn rpc_timeout(&self) -> Duration {
+        self.rpc_timeout
+    }
+}
+
+impl<C: Connector> RaftNetworkFactory<TypeConfig> for Network<C> {
+    type Network = PeerClient<C>;
+
+    async fn new_client(&mut self, target: u64, node: &NodeInfo) -> Self::Network {
+        PeerClient {
+            network: self.clone(),
+            target,
+            addr: node.raft_addr.clone(),
+        }
+    }
+}
+
+/// openraft's view of one peer.
+pub struct PeerClient<C: Connector> {
+    network: Network<C>,
+    target: u64,
+    addr: String,
+}
+
+fn status_to_rpc(target: u64, status: tonic::Status) -> RPCError<TypeConfig> {
+    let err = AnyError::error(format!("node {target}: {status}"));
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(&err))
+        }
+        _ => RPCError::Network(NetworkError::new(&err)),
+    }
+}
+
+fn wire_error(e: String) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::new(&AnyError::error(e)))
+}
+
+impl<C: Connector> PeerClient<C> {
+    async fn call<Req, Resp>(
+        &mut self,
+        method: &'static str,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+    {
+        let data = wire::encode(request).map_err(wire_error)?;
+        let timeout = option.hard_ttl().min(self.network.rpc_timeout());
+        let mut client = self.network.client(&self.addr);
+        let request = self.network.request(Blob { data }, timeout);
+        let reply = match method {
+            "append" => client.append_entries(request).await,
+            "vote" => client.vote(request).await,
+            "transfer_leader" => client.transfer_leader(request).await,
+            _ => client.pre_vote(request).await,
+        }
+        .map_err(|s| status_to_rpc(self.target, s))?;
+        wire::decode(&reply.into_inner().data).map_err(wire_error)
+    }
+}
+
+impl<C: Connector> RaftNetworkV2<TypeConfig> for PeerClient<C> {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("append", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("vote", &rpc, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("pre_vote", &rpc, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("transfer_leader", &req, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let head = wire::encode(&(vote, snapshot.meta.clone()))
+            .map_err(|e| StreamingError::Network(NetworkError::new(&AnyError::error(e))))?;
+        let chunks: Vec<Blob> = std::iter::once(Blob { data: head })
+            .chain(
+                snapshot
+                    .snapshot
+                    .chunks(SNAPSHOT_CHUNK_BYTES)
+                    .map(|c| Blob { data: c.to_vec() }),
+            )
+            .collect();
+        let mut client = self.network.client(&self.addr);
+        // A snapshot may be large: allow a minute rather than the RPC default.
+        let request = self
+            .network
+            .request(futures::stream::iter(chunks), Duration::from_secs(60));
+        let target = self.target;
+        let send = async move {
+            let reply = client
+                .install_snapshot(request)
+                .await
+                .map_err(|s| StreamingError::from(status_to_rpc(target, s)))?;
+            wire::decode::<SnapshotResponse<TypeConfig>>(&reply.into_inner().data)
+                .map_err(|e| StreamingError::Network(NetworkError::new(&AnyError::error(e))))
+        };
+        tokio::select! {
+            result = send => result,
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        }
+    }
+}
+
+/// Collects a snapshot stream into (head, bytes); used by the service.
+pub async fn collect_snapshot(
+    mut stream: tonic::Streaming<Blob>,
+) -> Result<(Vec<u8>, Vec<u8>), tonic::Status> {
+    let head = stream
+        .next()
+        .await
+        .ok_or_else(|| tonic::Status::invalid_argument("empty snapshot stream"))??;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk?.data);
+    }
+    Ok((head.data, bytes))
+}

@@ -1,0 +1,169 @@
+//! The gRPC server side: hands openraft's messages to the local node, serves
+//! forwarded requests when this node leads, and refuses other clusters.
+
+use std::future::Future;
+
+use futures::Stream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tonic::transport::server::Connected;
+use tonic::{Request, Response, Status, Streaming};
+
+use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+
+use fleetcore_storage::TypeConfig;
+
+use crate::network::{collect_snapshot, GRPC_MESSAGE_BYTES_MAX};
+use crate::node::RaftNode;
+use crate::pb::raft_service_server::{RaftService, RaftServiceServer};
+use crate::pb::Blob;
+use crate::transport::Connector;
+use crate::wire::{self, ForwardRequest, ForwardResponse};
+
+/// Serves the Raft service on `incoming` until `shutdown` resolves.
+pub async fn serve<C, I, IO, IE>(
+    node: RaftNode<C>,
+    incoming: I,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error>
+where
+    C: Connector,
+    I: Stream<Item = Result<IO, IE>> + Send,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let service = RaftServiceServer::new(Service { node })
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+struct Service<C: Connector> {
+    node: RaftNode<C>,
+}
+
+fn bad(e: String) -> Status {
+    Status::invalid_argument(e)
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<Response<Blob>, Status> {
+    wire::encode(value)
+        .map(|data| Response::new(Blob { data }))
+        .map_err(Status::internal)
+}
+
+impl<C: Connector> Service<C> {
+    /// Refuses messages from another cluster; a pristine node adopts the sender's id.
+    fn check_cluster<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let theirs = request
+            .metadata()
+            .get(wire::CLUSTER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Status::failed_precondition("request carries no cluster id"))?;
+        self.node.cluster().adopt(theirs).map_err(|e| {
+            tracing::warn!(error = %e, "refused a peer from another cluster");
+            Status::failed_precondition(e)
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl<C: Connector> RaftService for Service<C> {
+    async fn append_entries(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.check_cluster(&request)?;
+        let rpc: AppendEntriesRequest<TypeConfig> =
+            wire::decode(&request.into_inner().data).map_err(bad)?;
+        let resp = self
+            .node
+            .raft()
+            .append_entries(rpc)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        reply(&resp)
+    }
+
+    async fn vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.check_cluster(&request)?;
+        let rpc: VoteRequest<TypeConfig> = wire::decode(&request.into_inner().data).map_err(bad)?;
+        let resp = self
+            .node
+            .raft()
+            .vote(rpc)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        reply(&resp)
+    }
+
+    async fn pre_vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.check_cluster(&request)?;
+        let rpc: VoteRequest<TypeConfig> = wire::decode(&request.into_inner().data).map_err(bad)?;
+        let resp = self
+            .node
+            .raft()
+            .pre_vote(rpc)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        reply(&resp)
+    }
+
+    async fn transfer_leader(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.check_cluster(&request)?;
+        let rpc: TransferLeaderRequest<TypeConfig> =
+            wire::decode(&request.into_inner().data).map_err(bad)?;
+        let resp = self
+            .node
+            .raft()
+            .handle_transfer_leader(rpc)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        reply(&resp)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<Blob>>,
+    ) -> Result<Response<Blob>, Status> {
+        self.check_cluster(&request)?;
+        let (head, bytes) = collect_snapshot(request.into_inner()).await?;
+        let (vote, meta): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>) =
+            wire::decode(&head).map_err(bad)?;
+        // Refuse bytes we cannot read before openraft commits to installing them.
+        fleetcore_storage::codec::decode_json::<serde_json::Value>("snapshot", b"transfer", &bytes)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let snapshot = SnapshotOf::<TypeConfig, Vec<u8>> {
+            meta,
+            snapshot: bytes,
+        };
+        let resp = self
+            .node
+            .raft()
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        reply(&resp)
+    }
+
+    async fn forward(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.check_cluster(&request)?;
+        let forwarded: ForwardRequest = wire::decode(&request.into_inner().data).map_err(bad)?;
+        let response = self.node.serve_forwarded(forwarded).await.map_err(|e| {
+            // "Not the leader" must be told apart: the sender retries those.
+            match e {
+                crate::RaftError::NoLeader(m) => Status::unavailable(m),
+                crate::RaftError::Timeout(..) => Status::deadline_exceeded(e.to_string()),
+                crate::RaftError::ClusterMismatch(m) => Status::failed_precondition(m),
+                crate::RaftError::Membership(m) => Status::aborted(m),
+                other => Status::internal(other.to_string()),
+            }
+        })?;
+        reply::<ForwardResponse>(&response)
+    }
+
+    async fn hello(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        // Unauthenticated on purpose: a leader asks a node that has no cluster yet.
+        reply(&(self.node.id(), self.node.cluster().get()))
+    }
+}

@@ -1,0 +1,71 @@
+//! Messages of the Forward call, and the encoding of every payload.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use fleetcore_model::{Command, Outcome};
+use fleetcore_storage::codec;
+use fleetcore_storage::NodeInfo;
+
+/// What a node asks of the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardRequest {
+    /// Propose this command.
+    Write(Command),
+    /// Confirm leadership and return the index a linearizable read must wait for.
+    ReadIndex,
+    /// Add a node: learner first, then voter.
+    AddNode {
+        /// Its id.
+        id: u64,
+        /// Its addresses.
+        info: NodeInfo,
+    },
+    /// Record a member's current addresses (nodes register their own HTTP address).
+    SetNode {
+        /// Its id.
+        id: u64,
+        /// Its addresses.
+        info: NodeInfo,
+    },
+    /// Remove a node from the voters and the cluster.
+    RemoveNode {
+        /// Its id.
+        id: u64,
+    },
+}
+
+/// The leader's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardResponse {
+    /// The outcome of a write; JSON text, because outcomes carry JSON documents.
+    Written(String),
+    /// The read index.
+    ReadIndex(u64),
+    /// A membership change finished.
+    Done,
+}
+
+impl ForwardResponse {
+    /// Wraps an outcome.
+    pub fn written(outcome: &Outcome) -> Result<Self, String> {
+        serde_json::to_string(outcome)
+            .map(ForwardResponse::Written)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Encodes a payload (bincode behind the format byte).
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    codec::encode_bin("rpc", value).map_err(|e| e.to_string())
+}
+
+/// Decodes a payload.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    codec::decode_bin("rpc", b"", bytes).map_err(|e| e.to_string())
+}
+
+/// gRPC metadata key carrying the sender's cluster id.
+pub const CLUSTER_HEADER: &str = "x-fleetcore-cluster";
+/// gRPC metadata key carrying the sender's node id.
+pub const FROM_HEADER: &str = "x-fleetcore-from";

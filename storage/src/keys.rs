@@ -1,0 +1,56 @@
+//! Column families and key layouts.
+
+/// Raft log entries, key = big-endian index (key order is index order).
+pub const CF_LOG: &str = "log";
+/// Raft metadata: vote, last purged log id, cluster id.
+pub const CF_RAFT_META: &str = "raft_meta";
+/// State machine metadata: last applied log id and membership.
+pub const CF_SM_META: &str = "sm_meta";
+/// Things, key = thing name.
+pub const CF_THINGS: &str = "things";
+/// Shadows, key = thing name, 0x00, shadow name (empty for the classic shadow), so a
+/// thing's shadows are one range.
+pub const CF_SHADOWS: &str = "shadows";
+
+/// Every column family, in creation order.
+pub const ALL_CFS: [&str; 5] = [CF_LOG, CF_RAFT_META, CF_SM_META, CF_THINGS, CF_SHADOWS];
+
+/// The state column families (cleared and refilled by a snapshot install).
+pub const STATE_CFS: [&str; 2] = [CF_THINGS, CF_SHADOWS];
+
+/// Keys in [`CF_RAFT_META`].
+pub const META_VOTE: &[u8] = b"vote";
+/// Keys in [`CF_RAFT_META`].
+pub const META_LAST_PURGED: &[u8] = b"last_purged";
+/// The cluster this data belongs to, in [`CF_RAFT_META`].
+pub const META_CLUSTER_ID: &[u8] = b"cluster_id";
+/// The node id this data belongs to, in [`CF_RAFT_META`].
+pub const META_NODE_ID: &[u8] = b"node_id";
+/// Keys in [`CF_SM_META`].
+pub const SM_LAST_APPLIED: &[u8] = b"last_applied";
+/// Keys in [`CF_SM_META`].
+pub const SM_MEMBERSHIP: &[u8] = b"membership";
+
+/// Log key for `index`.
+pub fn log_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+/// Index of a log key; `None` if the key is not 8 bytes.
+pub fn log_index(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+/// Where a state key lives: (column family, key bytes).
+pub fn state_key(key: &fleetcore_model::StateKey) -> (&'static str, Vec<u8>) {
+    match key {
+        fleetcore_model::StateKey::Thing(name) => (CF_THINGS, name.as_bytes().to_vec()),
+        fleetcore_model::StateKey::Shadow(k) => {
+            let mut bytes = Vec::with_capacity(k.thing.len() + 1 + k.name.len());
+            bytes.extend_from_slice(k.thing.as_bytes());
+            bytes.push(0);
+            bytes.extend_from_slice(k.name.as_bytes());
+            (CF_SHADOWS, bytes)
+        }
+    }
+}
