@@ -7,7 +7,7 @@ pub enum RaftError {
     #[error("no leader available: {0}")]
     NoLeader(String),
     /// The operation did not finish in time; its outcome is unknown for writes (HTTP 503/504).
-    #[error("timed out after {0:?} waiting for {1}")]
+    #[error("timed out after {0:?} waiting for {1}; a write may or may not have been applied")]
     Timeout(std::time::Duration, &'static str),
     /// The node is not part of an initialized cluster yet.
     #[error(

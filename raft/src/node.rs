@@ -92,6 +92,10 @@ pub struct ClusterStatus {
     pub committed_index: Option<u64>,
     /// Applied index on this node.
     pub applied_index: Option<u64>,
+    /// Last log index covered by this node's latest snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Log entries up to this index have been purged on this node.
+    pub purged_index: Option<u64>,
     /// Members with their addresses.
     pub members: Vec<MemberStatus>,
     /// SHA-256 of this node's applied state: equal on replicas at the same index.
@@ -141,6 +145,10 @@ impl<C: Connector> RaftNode<C> {
             install_snapshot_timeout: 60_000,
             max_payload_entries: 1000,
             enable_pre_vote: Some(true),
+            // A follower whose data dir was wiped comes back with an empty log. Without
+            // this, the leader's replication progress refuses to move backwards (a debug
+            // assertion in openraft crashes it). See the README on replacing a node.
+            allow_log_reversion: Some(true),
             ..Default::default()
         };
         let config = Arc::new(
@@ -373,7 +381,7 @@ impl<C: Connector> RaftNode<C> {
                     "leader {leader}: {}",
                     status.message()
                 ))),
-                tonic::Code::DeadlineExceeded => Err(RaftError::Timeout(
+                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Err(RaftError::Timeout(
                     self.inner.options.request_timeout,
                     "the leader",
                 )),
@@ -575,6 +583,8 @@ impl<C: Connector> RaftNode<C> {
             last_log_index: m.last_log_index,
             committed_index: m.local_committed.as_ref().map(|l| l.index),
             applied_index: m.last_applied.as_ref().map(|l| l.index),
+            snapshot_index: m.snapshot.as_ref().map(|l| l.index),
+            purged_index: m.purged.as_ref().map(|l| l.index),
             members,
             state_digest: self.inner.state.digest(),
         }

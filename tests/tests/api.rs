@@ -1,0 +1,326 @@
+//! The HTTP API of one node, through real HTTP: AWS paths, shapes and error codes,
+//! bad input, and the refusal of a foreign or corrupt data directory.
+
+use std::time::Duration;
+
+use fleetcore_tests::{eventually, serial, NodeProcess};
+use serde_json::{json, Value};
+
+async fn single_node() -> anyhow::Result<(NodeProcess, reqwest::Client, tempfile::TempDir)> {
+    let root = tempfile::tempdir()?;
+    let mut node = NodeProcess::new(1, root.path(), Vec::new());
+    node.start()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let url = node.url();
+    eventually("the node to be ready", Duration::from_secs(20), || async {
+        let r = http.get(format!("{url}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await
+    .map_err(|e| e.context(node.log()))?;
+    Ok((node, http, root))
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<&str>,
+) -> anyhow::Result<(u16, String, Value)> {
+    let mut req = http.request(method, url);
+    if let Some(b) = body {
+        req = req.body(b.to_string());
+    }
+    let r = req.send().await?;
+    let status = r.status().as_u16();
+    let kind = r
+        .headers()
+        .get("x-amzn-ErrorType")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = r.text().await?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Ok((status, kind, body))
+}
+
+/// What: registry and shadow operations with AWS's paths, fields and errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_and_shadow_api() -> anyhow::Result<()> {
+    let _serial = serial();
+    let (node, http, _root) = single_node().await?;
+    let u = node.url();
+    use reqwest::Method as M;
+
+    let (s, _, b) = call(
+        &http,
+        M::POST,
+        format!("{u}/things/t1"),
+        Some(r#"{"attributePayload":{"attributes":{"a":"1"}}}"#),
+    )
+    .await?;
+    assert_eq!(s, 200);
+    assert_eq!(b["thingName"], "t1");
+    assert!(b["thingArn"]
+        .as_str()
+        .is_some_and(|a| a.ends_with(":thing/t1")));
+    // Same configuration again: idempotent. Another: ResourceAlreadyExists.
+    assert_eq!(
+        call(
+            &http,
+            M::POST,
+            format!("{u}/things/t1"),
+            Some(r#"{"attributePayload":{"attributes":{"a":"1"}}}"#)
+        )
+        .await?
+        .0,
+        200
+    );
+    let (s, kind, _) = call(
+        &http,
+        M::POST,
+        format!("{u}/things/t1"),
+        Some(r#"{"attributePayload":{"attributes":{"a":"2"}}}"#),
+    )
+    .await?;
+    assert_eq!((s, kind.as_str()), (409, "ResourceAlreadyExistsException"));
+
+    // UpdateThing with merge and expectedVersion.
+    let (s, _, _) = call(
+        &http,
+        M::PATCH,
+        format!("{u}/things/t1"),
+        Some(r#"{"attributePayload":{"attributes":{"b":"2"},"merge":true},"expectedVersion":1}"#),
+    )
+    .await?;
+    assert_eq!(s, 200);
+    let (s, kind, _) = call(
+        &http,
+        M::PATCH,
+        format!("{u}/things/t1"),
+        Some(r#"{"expectedVersion":1}"#),
+    )
+    .await?;
+    assert_eq!((s, kind.as_str()), (409, "VersionConflictException"));
+    let (_, _, t) = call(&http, M::GET, format!("{u}/things/t1"), None).await?;
+    assert_eq!(t["attributes"], json!({"a": "1", "b": "2"}));
+    assert_eq!(t["version"], 2);
+
+    // ListThings: pagination and attribute filter.
+    for i in 0..5 {
+        let (s, _, _) = call(
+            &http,
+            M::POST,
+            format!("{u}/things/page-{i}"),
+            Some(r#"{"attributePayload":{"attributes":{"kind":"p"}}}"#),
+        )
+        .await?;
+        assert_eq!(s, 200);
+    }
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut url = format!("{u}/things?maxResults=2&attributeName=kind&attributeValue=p");
+        if let Some(t) = &token {
+            url.push_str(&format!("&nextToken={t}"));
+        }
+        let (s, _, page) = call(&http, M::GET, url, None).await?;
+        assert_eq!(s, 200);
+        for t in page["things"].as_array().expect("things") {
+            names.push(t["thingName"].as_str().expect("name").to_string());
+        }
+        match page["nextToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["page-0", "page-1", "page-2", "page-3", "page-4"]);
+
+    // Shadows: classic and named.
+    let (s, _, acc) = call(
+        &http,
+        M::POST,
+        format!("{u}/things/t1/shadow"),
+        Some(r#"{"state":{"desired":{"on":true}},"clientToken":"ct"}"#),
+    )
+    .await?;
+    assert_eq!(s, 200);
+    assert_eq!(acc["clientToken"], "ct");
+    let (s, _, _) = call(
+        &http,
+        M::POST,
+        format!("{u}/things/t1/shadow?name=cfg"),
+        Some(r#"{"state":{"reported":{"x":1}}}"#),
+    )
+    .await?;
+    assert_eq!(s, 200);
+    let (_, _, doc) = call(&http, M::GET, format!("{u}/things/t1/shadow"), None).await?;
+    assert_eq!(doc["state"]["delta"], json!({"on": true}));
+    let (_, _, named) = call(
+        &http,
+        M::GET,
+        format!("{u}/api/things/shadow/ListNamedShadowsForThing/t1"),
+        None,
+    )
+    .await?;
+    assert_eq!(named["results"], json!(["cfg"]));
+    let (s, _, del) = call(
+        &http,
+        M::DELETE,
+        format!("{u}/things/t1/shadow?name=cfg"),
+        None,
+    )
+    .await?;
+    assert_eq!(s, 200);
+    assert_eq!(del["version"], 1);
+    let (s, kind, _) = call(
+        &http,
+        M::GET,
+        format!("{u}/things/t1/shadow?name=cfg"),
+        None,
+    )
+    .await?;
+    assert_eq!((s, kind.as_str()), (404, "ResourceNotFoundException"));
+
+    // DeleteThing; deleting again succeeds, as in AWS.
+    assert_eq!(
+        call(&http, M::DELETE, format!("{u}/things/t1"), None)
+            .await?
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&http, M::DELETE, format!("{u}/things/t1"), None)
+            .await?
+            .0,
+        200
+    );
+    let (s, kind, _) = call(&http, M::GET, format!("{u}/things/t1"), None).await?;
+    assert_eq!((s, kind.as_str()), (404, "ResourceNotFoundException"));
+    Ok(())
+}
+
+/// What: bad input gets a 4xx with a clear message and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_clearly() -> anyhow::Result<()> {
+    let _serial = serial();
+    let (node, http, _root) = single_node().await?;
+    let u = node.url();
+    use reqwest::Method as M;
+    let big = format!(
+        r#"{{"state":{{"desired":{{"a":"{}"}}}}}}"#,
+        "x".repeat(100_000)
+    );
+    let cases: Vec<(M, String, Option<String>, u16, &str)> = vec![
+        (
+            M::POST,
+            format!("{u}/things/t"),
+            Some("{not json".into()),
+            400,
+            "malformed JSON",
+        ),
+        (
+            M::POST,
+            format!("{u}/things/bad%2Fname"),
+            Some("{}".into()),
+            400,
+            "contains",
+        ),
+        (
+            M::POST,
+            format!("{u}/things/t/shadow"),
+            Some("{not json".into()),
+            400,
+            "invalid json",
+        ),
+        (
+            M::POST,
+            format!("{u}/things/t/shadow"),
+            Some(r#"{"state":[]}"#.into()),
+            400,
+            "must be an object",
+        ),
+        (M::POST, format!("{u}/things/t/shadow"), Some(big), 413, ""),
+        (
+            M::POST,
+            format!("{u}/things/t/shadow?name={}", "n".repeat(65)),
+            Some(r#"{"state":{"reported":{}}}"#.into()),
+            400,
+            "shadow name",
+        ),
+        (
+            M::GET,
+            format!("{u}/things/missing/shadow"),
+            None,
+            404,
+            "not found",
+        ),
+        (
+            M::PATCH,
+            format!("{u}/things/missing"),
+            Some("{}".into()),
+            404,
+            "not found",
+        ),
+        (
+            M::GET,
+            format!("{u}/things?maxResults=0"),
+            None,
+            400,
+            "maxResults",
+        ),
+        (
+            M::DELETE,
+            format!("{u}/things/t?expectedVersion=abc"),
+            None,
+            400,
+            "",
+        ),
+    ];
+    for (method, url, body, want, message) in cases {
+        let (status, _, body) = call(&http, method.clone(), url.clone(), body.as_deref()).await?;
+        assert_eq!(status, want, "{method} {url}: {body}");
+        assert!(
+            body.to_string().contains(message),
+            "{method} {url}: {body} lacks '{message}'"
+        );
+    }
+    let (_, _, list) = call(&http, M::GET, format!("{u}/things"), None).await?;
+    assert_eq!(list["things"], json!([]), "nothing was half-applied");
+    Ok(())
+}
+
+/// What: a node refuses to start on a data dir of another node id, or one that is
+/// not a Fleetcore database, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_or_corrupt_data_dir_is_refused() -> anyhow::Result<()> {
+    let _serial = serial();
+    let (mut node, _http, root) = single_node().await?;
+    assert!(node.terminate(Duration::from_secs(20)).is_some());
+
+    let mut other = NodeProcess::new(2, root.path(), Vec::new());
+    other.data_dir = node.data_dir.clone();
+    other.start()?;
+    let status = other
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits by itself");
+    assert!(!status.success());
+    assert!(other.log().contains("belongs to node 1"), "{}", other.log());
+
+    let mut corrupt = NodeProcess::new(3, root.path(), Vec::new());
+    std::fs::create_dir_all(corrupt.data_dir.join("db"))?;
+    std::fs::write(corrupt.data_dir.join("db").join("CURRENT"), b"garbage\n")?;
+    corrupt.start()?;
+    let status = corrupt
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits by itself");
+    assert!(!status.success());
+    assert!(
+        corrupt.log().contains("cannot open the database"),
+        "{}",
+        corrupt.log()
+    );
+    Ok(())
+}
