@@ -49,7 +49,7 @@ async fn call(
 /// What: registry and shadow operations with AWS's paths, fields and errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_and_shadow_api() -> anyhow::Result<()> {
-    let _serial = serial();
+    let _serial = serial().await;
     let (node, http, _root) = single_node().await?;
     let u = node.url();
     use reqwest::Method as M;
@@ -205,7 +205,7 @@ async fn registry_and_shadow_api() -> anyhow::Result<()> {
 /// What: bad input gets a 4xx with a clear message and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_clearly() -> anyhow::Result<()> {
-    let _serial = serial();
+    let _serial = serial().await;
     let (node, http, _root) = single_node().await?;
     let u = node.url();
     use reqwest::Method as M;
@@ -296,7 +296,7 @@ async fn bad_input_is_refused_clearly() -> anyhow::Result<()> {
 /// not a Fleetcore database, and says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_or_corrupt_data_dir_is_refused() -> anyhow::Result<()> {
-    let _serial = serial();
+    let _serial = serial().await;
     let (mut node, _http, root) = single_node().await?;
     assert!(node.terminate(Duration::from_secs(20)).is_some());
 

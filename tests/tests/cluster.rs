@@ -36,7 +36,7 @@ fn others(ids: &[u64], leader: u64) -> Vec<u64> {
 /// linearizable read; the replicas' state digests agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_through_follower_is_read_everywhere() -> anyhow::Result<()> {
-    let _serial = serial();
+    let _serial = serial().await;
     let c = Cluster::start(3, &[])?;
     let leader = c
         .agreed_leader(&[1, 2, 3], ELECTION)
@@ -94,7 +94,7 @@ async fn write_through_follower_is_read_everywhere() -> anyhow::Result<()> {
 /// writes go on, and no acknowledged write is lost when the old leader returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill_fails_over_without_losing_acknowledged_writes() -> anyhow::Result<()> {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut c = Cluster::start(3, &[])?;
     let leader = c.agreed_leader(&[1, 2, 3], ELECTION).await?;
     let mut acknowledged = 0u64;
@@ -162,7 +162,7 @@ async fn leader_kill_fails_over_without_losing_acknowledged_writes() -> anyhow::
 /// data dir was wiped catches up from a snapshot (the log before it is purged).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_node_catches_up_from_log_and_wiped_node_from_snapshot() -> anyhow::Result<()> {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut c = Cluster::start(3, &["--snapshot-every-entries", "50"])?;
     let leader = c.agreed_leader(&[1, 2, 3], ELECTION).await?;
     let lagging = others(&[1, 2, 3], leader)[0];
@@ -225,7 +225,7 @@ async fn restarted_node_catches_up_from_log_and_wiped_node_from_snapshot() -> an
 /// cluster keeps committing and the remaining members converge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_a_fourth_node_and_remove_one() -> anyhow::Result<()> {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut c = Cluster::start(3, &[])?;
     let leader = c.agreed_leader(&[1, 2, 3], ELECTION).await?;
     let r = update_shadow(
@@ -286,7 +286,7 @@ async fn add_a_fourth_node_and_remove_one() -> anyhow::Result<()> {
 /// linearizable read with an error within a bounded time, never with stale data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_follower_refuses_linearizable_reads_in_bounded_time() -> anyhow::Result<()> {
-    let _serial = serial();
+    let _serial = serial().await;
     let c = Cluster::start(3, &[])?;
     let leader = c.agreed_leader(&[1, 2, 3], ELECTION).await?;
     let r = update_shadow(&c, leader, "p", json!({"state": {"reported": {"x": 1}}})).await?;
@@ -331,7 +331,7 @@ async fn isolated_follower_refuses_linearizable_reads_in_bounded_time() -> anyho
 /// What: SIGTERM on the leader hands leadership over before the process exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_leader_hands_over_leadership() -> anyhow::Result<()> {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut c = Cluster::start(3, &[])?;
     let leader = c.agreed_leader(&[1, 2, 3], ELECTION).await?;
     let status = c.node_mut(leader).terminate(Duration::from_secs(20));
