@@ -89,12 +89,11 @@ impl LogStore {
 
     /// The cluster id this data belongs to, if one was recorded.
     pub fn cluster_id(&self) -> Result<Option<String>, StorageError> {
-        Ok(self
-            .get_meta(keys::META_CLUSTER_ID)
+        self.get_meta(keys::META_CLUSTER_ID)
             .map_err(|e| StorageError::Io {
                 what: "read cluster id".into(),
                 source: e,
-            })?)
+            })
     }
 
     /// Records the cluster id (durably).
@@ -229,7 +228,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         };
         let last_purged: Option<LogIdOf<TypeConfig>> = self.get_meta(keys::META_LAST_PURGED)?;
-        let last_log_id = last.or_else(|| last_purged.clone());
+        let last_log_id = last.or(last_purged);
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id,

@@ -182,7 +182,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             let applied = self.shared.read();
             SnapshotBody {
                 meta: SnapshotMetaOf::<TypeConfig> {
-                    last_log_id: applied.last_applied.clone(),
+                    last_log_id: applied.last_applied,
                     last_membership: applied.membership.clone(),
                 },
                 records: applied.state.records().collect(),
@@ -211,7 +211,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         &mut self,
     ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
         let applied = self.shared.read();
-        Ok((applied.last_applied.clone(), applied.membership.clone()))
+        Ok((applied.last_applied, applied.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -248,10 +248,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         outcome
                     }
                     EntryPayload::Membership(membership) => {
-                        applied.membership = StoredMembershipOf::<TypeConfig>::new(
-                            Some(log_id.clone()),
-                            membership.clone(),
-                        );
+                        applied.membership =
+                            StoredMembershipOf::<TypeConfig>::new(Some(log_id), membership.clone());
                         batch.put_cf(
                             meta_cf,
                             keys::SM_MEMBERSHIP,
@@ -260,14 +258,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         Ok(Applied::Nothing)
                     }
                 };
-                applied.last_applied = Some(log_id.clone());
+                applied.last_applied = Some(log_id);
                 outcome
             };
             if let Some(responder) = responder {
                 replies.push((responder, outcome));
             }
         }
-        let last = self.shared.read().last_applied.clone();
+        let last = self.shared.read().last_applied;
         batch.put_cf(
             meta_cf,
             keys::SM_LAST_APPLIED,
@@ -339,7 +337,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         .map_err(io::Error::other)??;
         let mut applied = self.shared.write();
         applied.state = state;
-        applied.last_applied = meta.last_log_id.clone();
+        applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
         Ok(())
