@@ -106,7 +106,12 @@ impl<C: Connector> Network<C> {
                     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
                         .unwrap_or_else(|_| Endpoint::from_static("http://invalid.invalid"))
                         .connect_timeout(Duration::from_secs(1))
-                        .tcp_nodelay(true);
+                        .tcp_nodelay(true)
+                        // A partition can leave a connection open but dead; HTTP/2
+                        // pings find out, so the channel reconnects after healing.
+                        .http2_keep_alive_interval(Duration::from_secs(1))
+                        .keep_alive_timeout(Duration::from_secs(2))
+                        .keep_alive_while_idle(true);
                     endpoint.connect_with_connector_lazy(tower::service_fn(move |_uri| {
                         let fut = connector.connect(target.clone());
                         async move { fut.await.map(TokioIo::new) }
