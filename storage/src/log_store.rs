@@ -45,7 +45,9 @@ fn rocks(e: rocksdb::Error) -> io::Error {
 impl LogStore {
     pub(crate) fn new(db: Arc<DB>, options: StorageOptions) -> Result<Self, StorageError> {
         let (tx, rx) = mpsc::channel::<Callback>();
-        let flush_db = db.clone();
+        // Weak, so dropping the stores closes the database at once (a reopen in the
+        // same process, e.g. a simulated restart, must not find it still locked).
+        let flush_db = Arc::downgrade(&db);
         std::thread::Builder::new()
             .name("fleetcore-wal-sync".into())
             .spawn(move || flush_loop(flush_db, rx))
@@ -152,11 +154,14 @@ impl LogStore {
 }
 
 /// Group commit: take every pending callback, sync once, complete them all.
-fn flush_loop(db: Arc<DB>, rx: mpsc::Receiver<Callback>) {
+fn flush_loop(db: std::sync::Weak<DB>, rx: mpsc::Receiver<Callback>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        let result = db.flush_wal(true);
+        let result = match db.upgrade() {
+            Some(db) => db.flush_wal(true),
+            None => return,
+        };
         for callback in batch {
             let r = match &result {
                 Ok(()) => Ok(()),

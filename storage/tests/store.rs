@@ -1,0 +1,170 @@
+//! The RocksDB stores: openraft's storage conformance suite, persistence across a
+//! reopen, snapshot build/install, and refusal of corrupt data.
+
+use std::io;
+
+use fleetcore_model::{Command, ShadowKey};
+use fleetcore_storage::{keys, open, LogStore, StateMachineStore, StorageOptions, TypeConfig};
+use futures::stream;
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::{Entry, EntryPayload, RaftSnapshotBuilder, StorageError};
+use tempfile::TempDir;
+
+struct Builder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder {
+    async fn build(
+        &self,
+    ) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
+        let dir = TempDir::new().expect("temp dir");
+        let (log, sm) = open(dir.path(), StorageOptions::default()).expect("open");
+        Ok((dir, log, sm))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_openraft_storage_suite() {
+    Suite::test_all(Builder).await.expect("storage suite");
+}
+
+fn entry(index: u64, command: Command) -> Result<EntryResponder<TypeConfig>, io::Error> {
+    Ok((
+        Entry {
+            log_id: openraft::testing::log_id::<TypeConfig>(1, 1, index),
+            payload: EntryPayload::Normal(command),
+        },
+        None,
+    ))
+}
+
+fn shadow(thing: &str, n: u64) -> Command {
+    Command::UpdateShadow {
+        key: ShadowKey::classic(thing),
+        request: format!(r#"{{"state":{{"reported":{{"n":{n}}}}}}}"#),
+        at_ms: n * 1000,
+    }
+}
+
+fn create(thing: &str) -> Command {
+    Command::CreateThing {
+        name: thing.into(),
+        thing_type_name: None,
+        attributes: Default::default(),
+        thing_id: format!("id-{thing}"),
+        at_ms: 5,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_state_survives_reopen() {
+    let dir = TempDir::new().unwrap();
+    let digest = {
+        let (_log, mut sm) = open(dir.path(), StorageOptions::default()).unwrap();
+        let entries = vec![
+            entry(1, create("a")),
+            entry(2, shadow("a", 1)),
+            entry(3, shadow("a", 2)),
+            entry(
+                4,
+                Command::DeleteThing {
+                    name: "a".into(),
+                    expected_version: None,
+                },
+            ),
+            // Rejected (version conflict): applied, changes nothing.
+            entry(
+                5,
+                Command::DeleteShadow {
+                    key: ShadowKey::classic("a"),
+                    expected_version: Some(9),
+                    client_token: None,
+                    at_ms: 0,
+                },
+            ),
+        ];
+        sm.apply(stream::iter(entries)).await.unwrap();
+        sm.shared().digest()
+    };
+    let (_log, mut sm) = open(dir.path(), StorageOptions::default()).unwrap();
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(5));
+    assert_eq!(sm.shared().digest(), digest);
+    let state = sm.shared();
+    let guard = state.read();
+    assert!(guard.state.thing("a").is_none());
+    assert_eq!(
+        guard
+            .state
+            .shadow(&ShadowKey::classic("a"))
+            .map(|r| r.version),
+        Some(2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_installs_into_a_fresh_store() {
+    let source_dir = TempDir::new().unwrap();
+    let (_log, mut source) = open(source_dir.path(), StorageOptions::default()).unwrap();
+    let entries: Vec<_> = (1..=20)
+        .map(|i| entry(i, shadow(&format!("t{}", i % 4), i)))
+        .collect();
+    source.apply(stream::iter(entries)).await.unwrap();
+    let snapshot = source
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(20));
+
+    let target_dir = TempDir::new().unwrap();
+    let (target_log, mut target) = open(target_dir.path(), StorageOptions::default()).unwrap();
+    // Something the snapshot must replace.
+    target
+        .apply(stream::iter(vec![entry(1, create("stale"))]))
+        .await
+        .unwrap();
+    target
+        .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+        .await
+        .unwrap();
+    assert_eq!(target.shared().digest(), source.shared().digest());
+    assert!(target.shared().read().state.thing("stale").is_none());
+    let current = target
+        .get_current_snapshot()
+        .await
+        .unwrap()
+        .expect("snapshot kept");
+    assert_eq!(current.meta, snapshot.meta);
+    drop((target_log, target));
+    // And it is durable.
+    let (_log, target) = open(target_dir.path(), StorageOptions::default()).unwrap();
+    assert_eq!(target.shared().digest(), source.shared().digest());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_records_refuse_to_open() {
+    let dir = TempDir::new().unwrap();
+    {
+        let (_log, mut sm) = open(dir.path(), StorageOptions::default()).unwrap();
+        sm.apply(stream::iter(vec![entry(1, create("a"))]))
+            .await
+            .unwrap();
+    }
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&opts, dir.path().join("db"), keys::ALL_CFS).unwrap();
+        let cf = db.cf_handle(keys::CF_THINGS).unwrap();
+        db.put_cf(cf, b"a", b"\x07garbage").unwrap();
+    }
+    let err = open(dir.path(), StorageOptions::default())
+        .err()
+        .expect("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("corrupt state record") && message.contains("unknown format version 7"),
+        "{message}"
+    );
+}
