@@ -336,7 +336,11 @@ impl<C: Connector> RaftNode<C> {
         &self,
         request: ForwardRequest,
     ) -> Result<ForwardResponse, RaftError> {
-        let timeout = self.inner.options.request_timeout;
+        // Adding a node waits for it to catch up, which may take a while.
+        let timeout = match request {
+            ForwardRequest::AddNode { .. } => self.inner.options.request_timeout * 7,
+            _ => self.inner.options.request_timeout,
+        };
         let deadline = Instant::now() + timeout;
         let mut last_error = String::from("no leader elected yet");
         loop {
@@ -446,9 +450,8 @@ impl<C: Connector> RaftNode<C> {
                     )
                 })?
                 .map_err(step)?;
-                raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                    .await
-                    .map_err(step)?;
+                self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await?;
                 tracing::info!(node = id, "added voter");
                 Ok(ForwardResponse::Done)
             }
@@ -464,47 +467,63 @@ impl<C: Connector> RaftNode<C> {
                     None => Err(RaftError::Membership(format!("node {id} is not a member"))),
                     Some(k) if k == info => Ok(ForwardResponse::Done),
                     Some(_) => {
-                        raft.change_membership(
+                        self.change_membership(
                             ChangeMembers::SetNodes(BTreeMap::from([(id, info)])),
                             true,
                         )
-                        .await
-                        .map_err(|e| {
-                            if e.forward_to_leader().is_some() {
-                                not_leader(&e)
-                            } else {
-                                RaftError::Membership(e.to_string())
-                            }
-                        })?;
+                        .await?;
                         Ok(ForwardResponse::Done)
                     }
                 }
             }
             ForwardRequest::RemoveNode { id } => {
-                let step = |e: openraft::error::RaftError<_, _>| -> RaftError {
-                    if e.forward_to_leader().is_some() {
-                        not_leader(&e)
-                    } else {
-                        RaftError::Membership(e.to_string())
-                    }
-                };
                 let voters: BTreeSet<u64> = raft.voter_ids().collect();
                 if voters.contains(&id) {
                     if voters.len() == 1 {
                         return Err(RaftError::Membership("cannot remove the last voter".into()));
                     }
-                    raft.change_membership(
+                    self.change_membership(
                         ChangeMembers::RemoveVoters(BTreeSet::from([id])),
                         false,
                     )
-                    .await
-                    .map_err(step)?;
+                    .await?;
                 }
-                raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                    .await
-                    .map_err(step)?;
+                self.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                    .await?;
                 tracing::info!(node = id, "removed node");
                 Ok(ForwardResponse::Done)
+            }
+        }
+    }
+
+    /// A membership change, retried while another one is still in progress (nodes
+    /// registering their addresses at startup can overlap with an operator's change).
+    async fn change_membership(
+        &self,
+        changes: ChangeMembers<u64, NodeInfo>,
+        retain: bool,
+    ) -> Result<(), RaftError> {
+        let deadline = Instant::now() + self.inner.options.request_timeout;
+        loop {
+            match self
+                .inner
+                .raft
+                .change_membership(changes.clone(), retain)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.forward_to_leader().is_some() => {
+                    return Err(RaftError::NoLeader(format!(
+                        "node {} is not the leader: {e}",
+                        self.inner.id
+                    )))
+                }
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::ClientWriteError::ChangeMembershipError(
+                        openraft::error::ChangeMembershipError::InProgress(_),
+                    ),
+                )) if Instant::now() < deadline => tokio::time::sleep(RETRY_PAUSE).await,
+                Err(e) => return Err(RaftError::Membership(e.to_string())),
             }
         }
     }
