@@ -159,9 +159,7 @@ async fn corrupt_records_refuse_to_open() {
         let cf = db.cf_handle(keys::CF_THINGS).unwrap();
         db.put_cf(cf, b"a", b"\x07garbage").unwrap();
     }
-    let err = open(dir.path(), StorageOptions::default())
-        .err()
-        .expect("refused");
+    let err = open(dir.path(), StorageOptions::default()).expect_err("refused");
     let message = err.to_string();
     assert!(
         message.contains("corrupt state record") && message.contains("unknown format version 7"),
