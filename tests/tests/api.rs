@@ -324,3 +324,122 @@ async fn foreign_or_corrupt_data_dir_is_refused() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// What: a node whose data belongs to another cluster is refused, both when it is
+/// started into a different cluster and when a cluster is asked to add it; and
+/// `cluster init` + `cluster join` form a cluster from unbootstrapped nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_of_another_cluster_are_refused_and_init_join_forms_a_cluster() -> anyhow::Result<()>
+{
+    let _serial = serial().await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let root = tempfile::tempdir()?;
+    let no_bootstrap = vec!["--bootstrap".to_string(), "false".to_string()];
+    let mut a = NodeProcess::new(1, root.path(), no_bootstrap.clone());
+    let mut b = NodeProcess::new(2, root.path(), no_bootstrap.clone());
+    a.start()?;
+    b.start()?;
+    let ready = |url: String| {
+        let http = http.clone();
+        async move {
+            eventually("a node to answer", Duration::from_secs(20), || async {
+                http.get(format!("{url}/healthz"))
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            })
+            .await
+        }
+    };
+    ready(a.url()).await?;
+    ready(b.url()).await?;
+    assert_eq!(
+        http.get(format!("{}/readyz", a.url()))
+            .send()
+            .await?
+            .status(),
+        503,
+        "no cluster yet"
+    );
+
+    // cluster init on a, cluster join of b.
+    let init = fleetcore(&["cluster", "init", "--endpoint", &a.url()])?;
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let join = fleetcore(&[
+        "cluster",
+        "join",
+        "--endpoint",
+        &a.url(),
+        "--id",
+        "2",
+        "--raft-addr",
+        &b.raft_addr,
+        "--http-addr",
+        &b.http_addr,
+    ])?;
+    assert!(
+        join.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&join.stderr),
+        a.log(),
+        b.log()
+    );
+    let status: Value = http
+        .get(format!("{}/cluster/status", b.url()))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let a_status: Value = http
+        .get(format!("{}/cluster/status", a.url()))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(status["cluster_id"], a_status["cluster_id"]);
+    let text = fleetcore(&["cluster", "status", "--endpoint", &b.url()])?;
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(
+        text.contains("leader") && text.contains(&a.raft_addr) && text.contains(&b.raft_addr),
+        "{text}"
+    );
+
+    // A third node with a cluster of its own cannot be added to a's cluster.
+    let mut c = NodeProcess::new(3, root.path(), Vec::new());
+    c.start()?;
+    ready(c.url()).await?;
+    let r = http
+        .post(format!("{}/cluster/members", a.url()))
+        .json(&json!({"id": 3, "raft_addr": c.raft_addr, "http_addr": c.http_addr}))
+        .send()
+        .await?;
+    let code = r.status();
+    let body = r.text().await?;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("holds data of cluster"), "{body}");
+
+    // Restarted into a different (static) cluster, c refuses to start.
+    assert!(c.terminate(Duration::from_secs(20)).is_some());
+    c.args = vec!["--initial-cluster".into(), format!("3={}", c.raft_addr)];
+    c.start()?;
+    let exit = c
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits by itself");
+    assert!(!exit.success());
+    assert!(c.log().contains("belongs to cluster"), "{}", c.log());
+    Ok(())
+}
+
+fn fleetcore(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    Ok(std::process::Command::new(fleetcore_tests::binary())
+        .args(args)
+        .output()?)
+}

@@ -19,6 +19,16 @@ pub(crate) enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Form a new cluster on a node started with --bootstrap false.
+    Init {
+        /// That node's HTTP URL.
+        #[arg(
+            long,
+            env = "FLEETCORE_ENDPOINT",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        endpoint: String,
+    },
     /// Add a node (started with --bootstrap false) to the cluster: learner, then voter.
     Join {
         /// Any member's HTTP URL.
@@ -164,6 +174,17 @@ pub(crate) async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             let text = r.text().await?;
             anyhow::ensure!(status.is_success(), "join failed ({status}): {text}");
             println!("node {id} joined");
+            Ok(())
+        }
+        ClusterCommand::Init { endpoint } => {
+            let r = client
+                .post(format!("{}/cluster/init", http_url(&endpoint)))
+                .send()
+                .await?;
+            let status = r.status();
+            let text = r.text().await?;
+            anyhow::ensure!(status.is_success(), "init failed ({status}): {text}");
+            println!("{text}");
             Ok(())
         }
         ClusterCommand::Remove { endpoint, id } => {

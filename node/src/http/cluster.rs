@@ -48,6 +48,30 @@ pub(crate) async fn add_member<C: Connector>(
     Ok(Json(json!({ "added": m.id })))
 }
 
+/// `fleetcore cluster init`: a node started with `--bootstrap false` forms a new
+/// single-node cluster, which others then join.
+pub(crate) async fn init<C: Connector>(
+    State(service): State<Service<C>>,
+) -> Result<Json<Value>, ApiError> {
+    let node = service.node();
+    if node.is_initialized().await? {
+        return Err(ApiError::invalid(format!(
+            "node {} already belongs to cluster {}",
+            node.id(),
+            node.cluster().get().unwrap_or_default()
+        )));
+    }
+    let cluster_id = format!("fc-{}", uuid::Uuid::new_v4().simple());
+    node.bootstrap(
+        &cluster_id,
+        std::collections::BTreeMap::from([(node.id(), node.info().clone())]),
+    )
+    .await?;
+    Ok(Json(
+        json!({ "cluster_id": cluster_id, "node_id": node.id() }),
+    ))
+}
+
 pub(crate) async fn remove_member<C: Connector>(
     State(service): State<Service<C>>,
     Path(id): Path<u64>,

@@ -41,6 +41,7 @@ pub fn router<C: Connector>(service: Service<C>) -> Router {
         )
         .route("/cluster/status", get(cluster::status::<C>))
         .route("/cluster/members", post(cluster::add_member::<C>))
+        .route("/cluster/init", post(cluster::init::<C>))
         .route(
             "/cluster/members/{id}",
             axum::routing::delete(cluster::remove_member::<C>),
