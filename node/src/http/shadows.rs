@@ -12,6 +12,15 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::service::Service;
 
+/// The data plane (`iot-data`) names a version conflict `ConflictException`,
+/// the control plane `VersionConflictException`.
+fn data_plane(mut e: ApiError) -> ApiError {
+    if e.kind == "VersionConflictException" {
+        e.kind = "ConflictException";
+    }
+    e
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ShadowQuery {
     name: Option<String>,
@@ -35,7 +44,12 @@ pub(crate) async fn update<C: Connector>(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let key = key(thing, query)?;
-    Ok(Json(service.update_shadow(key, &body).await?))
+    Ok(Json(
+        service
+            .update_shadow(key, &body)
+            .await
+            .map_err(data_plane)?,
+    ))
 }
 
 pub(crate) async fn get<C: Connector>(
@@ -53,7 +67,9 @@ pub(crate) async fn delete<C: Connector>(
     query: Result<Query<ShadowQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let key = key(thing, query)?;
-    Ok(Json(service.delete_shadow(key, None).await?))
+    Ok(Json(
+        service.delete_shadow(key, None).await.map_err(data_plane)?,
+    ))
 }
 
 pub(crate) async fn list_named<C: Connector>(
