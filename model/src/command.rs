@@ -8,6 +8,8 @@ use serde_json::Value;
 use crate::error::Rejection;
 use crate::registry::{AttributeUpdate, Thing};
 use crate::shadow::{ShadowKey, ShadowUpdated};
+use crate::thing_group::ThingGroup;
+use crate::thing_type::ThingType;
 
 /// A change to the replicated state. Everything `apply` needs is inside: time
 /// (`at_ms`) and generated ids are stamped by the proposer.
@@ -49,6 +51,80 @@ pub enum Command {
         /// Refuse unless the thing is at this version.
         expected_version: Option<u64>,
     },
+    /// AWS CreateThingType.
+    CreateThingType {
+        /// Type name.
+        name: String,
+        /// Free text.
+        description: Option<String>,
+        /// Searchable attribute names.
+        searchable_attributes: Vec<String>,
+        /// Id chosen by the proposer.
+        thing_type_id: String,
+        /// Proposer's clock, ms since the epoch.
+        at_ms: u64,
+    },
+    /// AWS DeprecateThingType (or undo).
+    DeprecateThingType {
+        /// Type name.
+        name: String,
+        /// Undo a deprecation.
+        undo: bool,
+        /// Proposer's clock, ms since the epoch.
+        at_ms: u64,
+    },
+    /// AWS DeleteThingType.
+    DeleteThingType {
+        /// Type name.
+        name: String,
+    },
+    /// AWS CreateThingGroup.
+    CreateThingGroup {
+        /// Group name.
+        name: String,
+        /// Parent group.
+        parent: Option<String>,
+        /// Free text.
+        description: Option<String>,
+        /// Attributes.
+        attributes: BTreeMap<String, String>,
+        /// Id chosen by the proposer.
+        thing_group_id: String,
+        /// Proposer's clock, ms since the epoch.
+        at_ms: u64,
+    },
+    /// AWS UpdateThingGroup.
+    UpdateThingGroup {
+        /// Group name.
+        name: String,
+        /// New description, if given.
+        description: Option<String>,
+        /// Attribute changes, if given.
+        attributes: Option<AttributeUpdate>,
+        /// Refuse unless the group is at this version.
+        expected_version: Option<u64>,
+    },
+    /// AWS DeleteThingGroup.
+    DeleteThingGroup {
+        /// Group name.
+        name: String,
+        /// Refuse unless the group is at this version.
+        expected_version: Option<u64>,
+    },
+    /// AWS AddThingToThingGroup.
+    AddThingToThingGroup {
+        /// Group name.
+        group: String,
+        /// Thing name.
+        thing: String,
+    },
+    /// AWS RemoveThingFromThingGroup.
+    RemoveThingFromThingGroup {
+        /// Group name.
+        group: String,
+        /// Thing name.
+        thing: String,
+    },
     /// AWS UpdateThingShadow / `.../shadow/update`.
     UpdateShadow {
         /// Which shadow.
@@ -79,6 +155,14 @@ impl Command {
             Command::UpdateThing { .. } => "update_thing",
             Command::DeleteThing { .. } => "delete_thing",
             Command::UpdateShadow { .. } => "update_shadow",
+            Command::CreateThingType { .. } => "create_thing_type",
+            Command::DeprecateThingType { .. } => "deprecate_thing_type",
+            Command::DeleteThingType { .. } => "delete_thing_type",
+            Command::CreateThingGroup { .. } => "create_thing_group",
+            Command::UpdateThingGroup { .. } => "update_thing_group",
+            Command::DeleteThingGroup { .. } => "delete_thing_group",
+            Command::AddThingToThingGroup { .. } => "add_thing_to_thing_group",
+            Command::RemoveThingFromThingGroup { .. } => "remove_thing_from_thing_group",
             Command::DeleteShadow { .. } => "delete_shadow",
         }
     }
@@ -96,6 +180,12 @@ pub enum Applied {
         /// False when the thing did not exist (still a success, as in AWS).
         existed: bool,
     },
+    /// A thing type after create or (un)deprecate.
+    ThingType(ThingType),
+    /// A thing group after create or update.
+    ThingGroup(ThingGroup),
+    /// A change that returns nothing (deletes, group membership).
+    Done,
     /// An accepted shadow update.
     ShadowUpdated(ShadowUpdated),
     /// An accepted shadow delete: the `/delete/accepted` body.
@@ -113,6 +203,16 @@ impl std::fmt::Display for Command {
             | Command::DeleteThing { name, .. } => write!(f, "{} {name}", self.kind()),
             Command::UpdateShadow { key, .. } | Command::DeleteShadow { key, .. } => {
                 write!(f, "{} {}/{}", self.kind(), key.thing, key.name)
+            }
+            Command::CreateThingType { name, .. }
+            | Command::DeprecateThingType { name, .. }
+            | Command::DeleteThingType { name }
+            | Command::CreateThingGroup { name, .. }
+            | Command::UpdateThingGroup { name, .. }
+            | Command::DeleteThingGroup { name, .. } => write!(f, "{} {name}", self.kind()),
+            Command::AddThingToThingGroup { group, thing }
+            | Command::RemoveThingFromThingGroup { group, thing } => {
+                write!(f, "{} {group} {thing}", self.kind())
             }
         }
     }

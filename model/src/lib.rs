@@ -18,9 +18,13 @@ pub mod names;
 pub mod registry;
 pub mod shadow;
 pub mod state;
+pub mod thing_group;
+pub mod thing_type;
 
 pub use command::{Applied, Command, Outcome};
 pub use error::Rejection;
 pub use registry::{AttributeUpdate, Thing, ThingQuery};
 pub use shadow::{ShadowDocument, ShadowKey, ShadowRecord, ShadowUpdated};
 pub use state::{State, StateKey, StateRecord};
+pub use thing_group::ThingGroup;
+pub use thing_type::ThingType;

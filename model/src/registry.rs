@@ -76,6 +76,26 @@ pub(crate) fn check_attributes(attributes: &BTreeMap<String, String>) -> Result<
     Ok(())
 }
 
+/// Attributes after an `attributePayload`: merged (an empty value removes) or replaced.
+pub(crate) fn updated_attributes(
+    current: &BTreeMap<String, String>,
+    update: &AttributeUpdate,
+) -> BTreeMap<String, String> {
+    let mut out = if update.merge {
+        current.clone()
+    } else {
+        BTreeMap::new()
+    };
+    for (k, v) in &update.attributes {
+        if v.is_empty() {
+            out.remove(k);
+        } else {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
 /// CreateThing: idempotent with the same configuration, `AlreadyExists` with another.
 pub(crate) fn create(
     existing: Option<&Thing>,
@@ -137,22 +157,7 @@ pub(crate) fn update(
     }
     let mut thing = old.clone();
     if let Some(update) = attributes {
-        if update.merge {
-            for (k, v) in &update.attributes {
-                if v.is_empty() {
-                    thing.attributes.remove(k);
-                } else {
-                    thing.attributes.insert(k.clone(), v.clone());
-                }
-            }
-        } else {
-            thing.attributes = update
-                .attributes
-                .iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-        }
+        thing.attributes = updated_attributes(&thing.attributes, update);
         check_attributes(&thing.attributes)?;
     }
     if let Some(t) = thing_type_name {

@@ -1,6 +1,6 @@
 //! The whole replicated state and the pure `apply`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -8,12 +8,16 @@ use crate::command::{Applied, Command, Outcome};
 use crate::error::Rejection;
 use crate::registry::{self, Thing, ThingQuery};
 use crate::shadow::{ShadowKey, ShadowRecord, ShadowUpdateRequest};
+use crate::thing_group::{self, ThingGroup, GROUPS_PER_THING_MAX};
+use crate::thing_type::{self, ThingType};
 
 /// The replicated state. `BTreeMap`s, so iteration order is the same on every replica.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct State {
     things: BTreeMap<String, Thing>,
     shadows: BTreeMap<ShadowKey, ShadowRecord>,
+    thing_types: BTreeMap<String, ThingType>,
+    thing_groups: BTreeMap<String, ThingGroup>,
 }
 
 /// The address of one stored record; storage keeps one row per key.
@@ -23,6 +27,10 @@ pub enum StateKey {
     Thing(String),
     /// A shadow record.
     Shadow(ShadowKey),
+    /// A thing type, by name.
+    ThingType(String),
+    /// A thing group, by name.
+    ThingGroup(String),
 }
 
 /// One stored record, as persisted and as carried in snapshots.
@@ -32,6 +40,10 @@ pub enum StateRecord {
     Thing(Thing),
     /// A shadow (possibly a tombstone that keeps the version).
     Shadow(ShadowKey, ShadowRecord),
+    /// A thing type.
+    ThingType(ThingType),
+    /// A thing group.
+    ThingGroup(ThingGroup),
 }
 
 impl StateRecord {
@@ -40,20 +52,8 @@ impl StateRecord {
         match self {
             StateRecord::Thing(t) => StateKey::Thing(t.name.clone()),
             StateRecord::Shadow(k, _) => StateKey::Shadow(k.clone()),
-        }
-    }
-}
-
-impl Command {
-    /// The one key this command may change. Storage writes exactly this row after `apply`.
-    pub fn key(&self) -> StateKey {
-        match self {
-            Command::CreateThing { name, .. }
-            | Command::UpdateThing { name, .. }
-            | Command::DeleteThing { name, .. } => StateKey::Thing(name.clone()),
-            Command::UpdateShadow { key, .. } | Command::DeleteShadow { key, .. } => {
-                StateKey::Shadow(key.clone())
-            }
+            StateRecord::ThingType(t) => StateKey::ThingType(t.name.clone()),
+            StateRecord::ThingGroup(g) => StateKey::ThingGroup(g.name.clone()),
         }
     }
 }
@@ -67,6 +67,46 @@ impl State {
     /// same next state on every replica: this reads nothing but `self` and `command`.
     /// A rejected command leaves the state unchanged.
     pub fn apply(&mut self, command: &Command) -> Outcome {
+        self.apply_tracked(command).0
+    }
+
+    /// [`State::apply`], also returning every key whose record may have changed, so
+    /// storage writes exactly those rows (empty when the command was rejected).
+    pub fn apply_tracked(&mut self, command: &Command) -> (Outcome, BTreeSet<StateKey>) {
+        let mut changed = BTreeSet::new();
+        let outcome = self.apply_inner(command, &mut changed);
+        if outcome.is_err() {
+            changed.clear();
+        }
+        (outcome, changed)
+    }
+
+    fn check_thing_type_usable(&self, name: Option<&str>) -> Result<(), Rejection> {
+        let Some(name) = name else { return Ok(()) };
+        match self.thing_types.get(name) {
+            None => Err(thing_type::not_found(name)),
+            Some(t) if t.deprecated => Err(Rejection::invalid(format!(
+                "thing type '{name}' is deprecated and takes no new things"
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn group_depth(&self, name: &str) -> usize {
+        let mut depth = 0;
+        let mut cursor = Some(name);
+        while let Some(n) = cursor {
+            depth += 1;
+            cursor = self.thing_groups.get(n).and_then(|g| g.parent.as_deref());
+            assert!(
+                depth <= thing_group::GROUP_DEPTH_MAX + 1,
+                "group tree has a cycle"
+            );
+        }
+        depth
+    }
+
+    fn apply_inner(&mut self, command: &Command, changed: &mut BTreeSet<StateKey>) -> Outcome {
         match command {
             Command::CreateThing {
                 name,
@@ -75,6 +115,9 @@ impl State {
                 thing_id,
                 at_ms,
             } => {
+                if self.things.get(name).is_none() {
+                    self.check_thing_type_usable(thing_type_name.as_deref())?;
+                }
                 let thing = registry::create(
                     self.things.get(name),
                     name,
@@ -84,6 +127,7 @@ impl State {
                     *at_ms,
                 )?;
                 self.things.insert(name.clone(), thing.clone());
+                changed.insert(StateKey::Thing(name.clone()));
                 Ok(Applied::Thing(thing))
             }
             Command::UpdateThing {
@@ -101,7 +145,11 @@ impl State {
                     *remove_thing_type,
                     *expected_version,
                 )?;
+                if let Some(t) = thing_type_name {
+                    self.check_thing_type_usable(Some(t))?;
+                }
                 self.things.insert(name.clone(), thing.clone());
+                changed.insert(StateKey::Thing(name.clone()));
                 Ok(Applied::Thing(thing))
             }
             Command::DeleteThing {
@@ -110,6 +158,13 @@ impl State {
             } => {
                 let existed = registry::delete(self.things.get(name), *expected_version)?;
                 self.things.remove(name);
+                changed.insert(StateKey::Thing(name.clone()));
+                // A deleted thing leaves every group it was in.
+                for group in self.thing_groups.values_mut() {
+                    if group.things.remove(name) {
+                        changed.insert(StateKey::ThingGroup(group.name.clone()));
+                    }
+                }
                 Ok(Applied::ThingDeleted { existed })
             }
             Command::UpdateShadow {
@@ -121,6 +176,7 @@ impl State {
                 let mut record = self.shadows.get(key).cloned().unwrap_or_default();
                 let updated = record.update(key, &request, seconds(*at_ms))?;
                 self.shadows.insert(key.clone(), record);
+                changed.insert(StateKey::Shadow(key.clone()));
                 Ok(Applied::ShadowUpdated(updated))
             }
             Command::DeleteShadow {
@@ -141,7 +197,197 @@ impl State {
                     client_token.as_deref(),
                     seconds(*at_ms),
                 )?;
+                changed.insert(StateKey::Shadow(key.clone()));
                 Ok(Applied::ShadowDeleted(body))
+            }
+            Command::CreateThingType {
+                name,
+                description,
+                searchable_attributes,
+                thing_type_id,
+                at_ms,
+            } => {
+                let t = thing_type::create(
+                    self.thing_types.get(name),
+                    name,
+                    description.as_deref(),
+                    searchable_attributes,
+                    thing_type_id,
+                    *at_ms,
+                )?;
+                self.thing_types.insert(name.clone(), t.clone());
+                changed.insert(StateKey::ThingType(name.clone()));
+                Ok(Applied::ThingType(t))
+            }
+            Command::DeprecateThingType { name, undo, at_ms } => {
+                let t = self
+                    .thing_types
+                    .get_mut(name)
+                    .ok_or_else(|| thing_type::not_found(name))?;
+                t.deprecated = !undo;
+                t.deprecated_at_ms = (!undo).then_some(*at_ms);
+                let t = t.clone();
+                changed.insert(StateKey::ThingType(name.clone()));
+                Ok(Applied::ThingType(t))
+            }
+            Command::DeleteThingType { name } => {
+                let t = self
+                    .thing_types
+                    .get(name)
+                    .ok_or_else(|| thing_type::not_found(name))?;
+                if !t.deprecated {
+                    return Err(Rejection::invalid(format!(
+                        "thing type '{name}' must be deprecated before it is deleted"
+                    )));
+                }
+                if let Some(thing) = self
+                    .things
+                    .values()
+                    .find(|th| th.thing_type_name.as_deref() == Some(name.as_str()))
+                {
+                    return Err(Rejection::invalid(format!(
+                        "thing type '{name}' is still used by thing '{}'",
+                        thing.name
+                    )));
+                }
+                self.thing_types.remove(name);
+                changed.insert(StateKey::ThingType(name.clone()));
+                Ok(Applied::Done)
+            }
+            Command::CreateThingGroup {
+                name,
+                parent,
+                description,
+                attributes,
+                thing_group_id,
+                at_ms,
+            } => {
+                if let Some(old) = self.thing_groups.get(name) {
+                    if &old.parent == parent
+                        && &old.description == description
+                        && &old.attributes == attributes
+                    {
+                        return Ok(Applied::ThingGroup(old.clone()));
+                    }
+                    return Err(Rejection::AlreadyExists {
+                        what: format!("thing group '{name}' with a different configuration"),
+                    });
+                }
+                let parent_depth = match parent {
+                    Some(p) if !self.thing_groups.contains_key(p) => {
+                        return Err(thing_group::not_found(p))
+                    }
+                    Some(p) => Some(self.group_depth(p)),
+                    None => None,
+                };
+                thing_group::check_new(name, attributes, parent_depth)?;
+                let group = ThingGroup {
+                    name: name.clone(),
+                    thing_group_id: thing_group_id.clone(),
+                    parent: parent.clone(),
+                    description: description.clone(),
+                    attributes: attributes.clone(),
+                    version: 1,
+                    created_at_ms: *at_ms,
+                    things: BTreeSet::new(),
+                };
+                self.thing_groups.insert(name.clone(), group.clone());
+                changed.insert(StateKey::ThingGroup(name.clone()));
+                Ok(Applied::ThingGroup(group))
+            }
+            Command::UpdateThingGroup {
+                name,
+                description,
+                attributes,
+                expected_version,
+            } => {
+                let old = self
+                    .thing_groups
+                    .get(name)
+                    .ok_or_else(|| thing_group::not_found(name))?;
+                if let Some(expected) = expected_version {
+                    if *expected != old.version {
+                        return Err(Rejection::VersionConflict {
+                            requested: *expected,
+                            current: old.version,
+                        });
+                    }
+                }
+                let mut group = old.clone();
+                if let Some(d) = description {
+                    group.description = Some(d.clone());
+                }
+                if let Some(update) = attributes {
+                    group.attributes = registry::updated_attributes(&group.attributes, update);
+                    registry::check_attributes(&group.attributes)?;
+                }
+                group.version += 1;
+                self.thing_groups.insert(name.clone(), group.clone());
+                changed.insert(StateKey::ThingGroup(name.clone()));
+                Ok(Applied::ThingGroup(group))
+            }
+            Command::DeleteThingGroup {
+                name,
+                expected_version,
+            } => {
+                let Some(old) = self.thing_groups.get(name) else {
+                    // As in AWS, deleting a group that does not exist succeeds.
+                    return Ok(Applied::Done);
+                };
+                if let Some(expected) = expected_version {
+                    if *expected != old.version {
+                        return Err(Rejection::VersionConflict {
+                            requested: *expected,
+                            current: old.version,
+                        });
+                    }
+                }
+                if let Some(child) = self
+                    .thing_groups
+                    .values()
+                    .find(|g| g.parent.as_deref() == Some(name.as_str()))
+                {
+                    return Err(Rejection::invalid(format!(
+                        "thing group '{name}' has child group '{}'; delete it first",
+                        child.name
+                    )));
+                }
+                self.thing_groups.remove(name);
+                changed.insert(StateKey::ThingGroup(name.clone()));
+                Ok(Applied::Done)
+            }
+            Command::AddThingToThingGroup { group, thing } => {
+                if !self.things.contains_key(thing) {
+                    return Err(Rejection::NotFound {
+                        what: format!("thing '{thing}'"),
+                    });
+                }
+                let in_groups = self
+                    .thing_groups
+                    .values()
+                    .filter(|g| g.things.contains(thing))
+                    .count();
+                let g = self
+                    .thing_groups
+                    .get_mut(group)
+                    .ok_or_else(|| thing_group::not_found(group))?;
+                if !g.things.contains(thing) && in_groups >= GROUPS_PER_THING_MAX {
+                    return Err(Rejection::invalid(format!(
+                        "thing '{thing}' is already in {GROUPS_PER_THING_MAX} groups, the most allowed"
+                    )));
+                }
+                g.things.insert(thing.clone());
+                changed.insert(StateKey::ThingGroup(group.clone()));
+                Ok(Applied::Done)
+            }
+            Command::RemoveThingFromThingGroup { group, thing } => {
+                let g = self
+                    .thing_groups
+                    .get_mut(group)
+                    .ok_or_else(|| thing_group::not_found(group))?;
+                g.things.remove(thing);
+                changed.insert(StateKey::ThingGroup(group.clone()));
+                Ok(Applied::Done)
             }
         }
     }
@@ -155,6 +401,16 @@ impl State {
                 .get(k)
                 .cloned()
                 .map(|r| StateRecord::Shadow(k.clone(), r)),
+            StateKey::ThingType(name) => self
+                .thing_types
+                .get(name)
+                .cloned()
+                .map(StateRecord::ThingType),
+            StateKey::ThingGroup(name) => self
+                .thing_groups
+                .get(name)
+                .cloned()
+                .map(StateRecord::ThingGroup),
         }
     }
 
@@ -167,17 +423,33 @@ impl State {
             StateRecord::Shadow(k, r) => {
                 self.shadows.insert(k, r);
             }
+            StateRecord::ThingType(t) => {
+                self.thing_types.insert(t.name.clone(), t);
+            }
+            StateRecord::ThingGroup(g) => {
+                self.thing_groups.insert(g.name.clone(), g);
+            }
         }
     }
 
-    /// Every record, in key order (things first, then shadows).
+    /// Every record, in key order (things, shadows, thing types, thing groups).
     pub fn records(&self) -> impl Iterator<Item = StateRecord> + '_ {
         let things = self.things.values().cloned().map(StateRecord::Thing);
         let shadows = self
             .shadows
             .iter()
             .map(|(k, r)| StateRecord::Shadow(k.clone(), r.clone()));
-        things.chain(shadows)
+        let types = self
+            .thing_types
+            .values()
+            .cloned()
+            .map(StateRecord::ThingType);
+        let groups = self
+            .thing_groups
+            .values()
+            .cloned()
+            .map(StateRecord::ThingGroup);
+        things.chain(shadows).chain(types).chain(groups)
     }
 
     /// A thing by name.
@@ -190,6 +462,16 @@ impl State {
         self.shadows.get(key)
     }
 
+    /// A thing type by name.
+    pub fn thing_type(&self, name: &str) -> Option<&ThingType> {
+        self.thing_types.get(name)
+    }
+
+    /// A thing group by name.
+    pub fn thing_group(&self, name: &str) -> Option<&ThingGroup> {
+        self.thing_groups.get(name)
+    }
+
     /// One page of things after `after` (exclusive), in name order, with the name to
     /// continue from when more remain.
     pub fn list_things(
@@ -198,25 +480,90 @@ impl State {
         after: Option<&str>,
         limit: usize,
     ) -> (Vec<Thing>, Option<String>) {
-        use std::ops::Bound;
-        let start = match after {
-            Some(a) => Bound::Excluded(a.to_string()),
-            None => Bound::Unbounded,
+        page(
+            self.things.values().filter(|t| query.matches(t)),
+            |t| &t.name,
+            after,
+            limit,
+        )
+    }
+
+    /// One page of thing types.
+    pub fn list_thing_types(
+        &self,
+        name: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<ThingType>, Option<String>) {
+        page(
+            self.thing_types
+                .values()
+                .filter(|t| name.is_none_or(|n| t.name == n)),
+            |t| &t.name,
+            after,
+            limit,
+        )
+    }
+
+    /// One page of thing groups: under `parent` (direct children, or all descendants
+    /// with `recursive`), names starting with `prefix`.
+    pub fn list_thing_groups(
+        &self,
+        parent: Option<&str>,
+        prefix: Option<&str>,
+        recursive: bool,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<ThingGroup>, Option<String>) {
+        let under = |g: &ThingGroup| match parent {
+            None => recursive || g.parent.is_none(),
+            Some(p) if recursive => self.ancestors(&g.name).iter().any(|a| a == p),
+            Some(p) => g.parent.as_deref() == Some(p),
         };
-        let mut page = Vec::new();
-        for thing in self
-            .things
-            .range::<String, _>((start, Bound::Unbounded))
-            .map(|(_, t)| t)
-            .filter(|t| query.matches(t))
-        {
-            if page.len() == limit {
-                let next = page.last().map(|t: &Thing| t.name.clone());
-                return (page, next);
+        page(
+            self.thing_groups
+                .values()
+                .filter(|g| under(g) && prefix.is_none_or(|x| g.name.starts_with(x))),
+            |g| &g.name,
+            after,
+            limit,
+        )
+    }
+
+    /// Parents of a group, nearest first.
+    pub fn ancestors(&self, group: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cursor = self.thing_groups.get(group).and_then(|g| g.parent.clone());
+        while let Some(p) = cursor {
+            cursor = self.thing_groups.get(&p).and_then(|g| g.parent.clone());
+            out.push(p);
+            if out.len() > thing_group::GROUP_DEPTH_MAX {
+                break;
             }
-            page.push(thing.clone());
         }
-        (page, None)
+        out
+    }
+
+    /// Things in a group (and, with `recursive`, in its descendants), sorted, deduplicated.
+    pub fn things_in_group(&self, group: &str, recursive: bool) -> Vec<String> {
+        let mut names = BTreeSet::new();
+        for g in self.thing_groups.values() {
+            let included = g.name == group
+                || (recursive && self.ancestors(&g.name).iter().any(|a| a == group));
+            if included {
+                names.extend(g.things.iter().cloned());
+            }
+        }
+        names.into_iter().collect()
+    }
+
+    /// Groups a thing belongs to directly, in name order.
+    pub fn groups_of_thing(&self, thing: &str) -> Vec<String> {
+        self.thing_groups
+            .values()
+            .filter(|g| g.things.contains(thing))
+            .map(|g| g.name.clone())
+            .collect()
     }
 
     /// Names of the thing's named shadows that currently exist, in order.
@@ -230,13 +577,29 @@ impl State {
             .collect()
     }
 
-    /// Number of things and shadow records.
-    pub fn len(&self) -> (usize, usize) {
-        (self.things.len(), self.shadows.len())
-    }
-
     /// True when nothing is stored.
     pub fn is_empty(&self) -> bool {
-        self.things.is_empty() && self.shadows.is_empty()
+        self.things.is_empty()
+            && self.shadows.is_empty()
+            && self.thing_types.is_empty()
+            && self.thing_groups.is_empty()
     }
+}
+
+/// Name-ordered pagination: items after `after`, at most `limit`, and the token to go on.
+fn page<'a, T: Clone + 'a>(
+    items: impl Iterator<Item = &'a T>,
+    name: impl Fn(&T) -> &String,
+    after: Option<&str>,
+    limit: usize,
+) -> (Vec<T>, Option<String>) {
+    let mut out: Vec<T> = Vec::new();
+    for item in items.filter(|i| after.is_none_or(|a| name(i).as_str() > a)) {
+        if out.len() == limit {
+            let next = out.last().map(|t| name(t).clone());
+            return (out, next);
+        }
+        out.push(item.clone());
+    }
+    (out, None)
 }

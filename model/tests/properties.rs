@@ -97,7 +97,20 @@ proptest! {
     fn apply_is_deterministic(log in prop::collection::vec(command(), 0..60)) {
         let (mut a, mut b) = (State::default(), State::default());
         for c in &log {
-            prop_assert_eq!(a.apply(c), b.apply(c));
+            let before = a.clone();
+            let (outcome, changed) = a.apply_tracked(c);
+            prop_assert_eq!(&outcome, &b.apply(c));
+            // Storage writes only the reported keys: every other record is untouched.
+            for r in before.records() {
+                if !changed.contains(&r.key()) {
+                    prop_assert_eq!(a.get(&r.key()), Some(r));
+                }
+            }
+            for r in a.records() {
+                if !changed.contains(&r.key()) {
+                    prop_assert_eq!(before.get(&r.key()), Some(r));
+                }
+            }
         }
         prop_assert_eq!(&a, &b);
         // A snapshot round trip (records out, records in) gives the same state.

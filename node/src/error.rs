@@ -45,6 +45,18 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// 500 for an outcome that does not fit the request (a bug): logged, no panic.
+    pub fn unexpected(outcome: &fleetcore_model::Applied) -> Self {
+        tracing::error!(?outcome, "unexpected outcome");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "InternalFailureException",
+            message: "unexpected outcome".into(),
+        }
+    }
+}
+
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         let (status, kind) = match &r {

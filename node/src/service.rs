@@ -32,12 +32,7 @@ pub struct ThingPage {
 }
 
 fn unexpected(outcome: &Applied) -> ApiError {
-    tracing::error!(?outcome, "unexpected outcome");
-    ApiError {
-        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        kind: "InternalFailureException",
-        message: "unexpected outcome".into(),
-    }
+    ApiError::unexpected(outcome)
 }
 
 impl<C: Connector> Service<C> {
@@ -60,9 +55,35 @@ impl<C: Connector> Service<C> {
         format!("{}:thing/{name}", self.arn_prefix)
     }
 
-    async fn propose(&self, command: Command) -> Result<Applied, ApiError> {
+    /// Proposes a command; its rejection becomes the API error.
+    pub async fn propose(&self, command: Command) -> Result<Applied, ApiError> {
         let outcome: Outcome = self.node.propose(command).await?;
         Ok(outcome?)
+    }
+
+    /// A linearizable read: `read` sees every write acknowledged before the call.
+    pub async fn read<T>(
+        &self,
+        read: impl FnOnce(&fleetcore_model::State) -> T,
+    ) -> Result<T, ApiError> {
+        self.node.linearizable_read().await?;
+        let applied = self.node.state().read();
+        Ok(read(&applied.state))
+    }
+
+    /// The proposer's clock, for commands.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// A fresh id for a new resource (chosen by the proposer, never in `apply`).
+    pub fn new_id(&self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
+    /// The ARN of a resource of `kind` (e.g. `thinggroup`).
+    pub fn arn(&self, kind: &str, name: &str) -> String {
+        format!("{}:{kind}/{name}", self.arn_prefix)
     }
 
     /// CreateThing.

@@ -12,11 +12,24 @@ pub const CF_THINGS: &str = "things";
 /// thing's shadows are one range.
 pub const CF_SHADOWS: &str = "shadows";
 
+/// Thing types, key = type name.
+pub const CF_THING_TYPES: &str = "thing_types";
+/// Thing groups, key = group name.
+pub const CF_THING_GROUPS: &str = "thing_groups";
+
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 5] = [CF_LOG, CF_RAFT_META, CF_SM_META, CF_THINGS, CF_SHADOWS];
+pub const ALL_CFS: [&str; 7] = [
+    CF_LOG,
+    CF_RAFT_META,
+    CF_SM_META,
+    CF_THINGS,
+    CF_SHADOWS,
+    CF_THING_TYPES,
+    CF_THING_GROUPS,
+];
 
 /// The state column families (cleared and refilled by a snapshot install).
-pub const STATE_CFS: [&str; 2] = [CF_THINGS, CF_SHADOWS];
+pub const STATE_CFS: [&str; 4] = [CF_THINGS, CF_SHADOWS, CF_THING_TYPES, CF_THING_GROUPS];
 
 /// Keys in [`CF_RAFT_META`].
 pub const META_VOTE: &[u8] = b"vote";
@@ -52,5 +65,7 @@ pub fn state_key(key: &fleetcore_model::StateKey) -> (&'static str, Vec<u8>) {
             bytes.extend_from_slice(k.name.as_bytes());
             (CF_SHADOWS, bytes)
         }
+        fleetcore_model::StateKey::ThingType(name) => (CF_THING_TYPES, name.as_bytes().to_vec()),
+        fleetcore_model::StateKey::ThingGroup(name) => (CF_THING_GROUPS, name.as_bytes().to_vec()),
     }
 }

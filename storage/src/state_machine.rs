@@ -231,9 +231,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let outcome = match &entry.payload {
                     EntryPayload::Blank => Ok(Applied::Nothing),
                     EntryPayload::Normal(command) => {
-                        let outcome = applied.state.apply(command);
-                        if outcome.is_ok() {
-                            let key = command.key();
+                        let (outcome, changed) = applied.state.apply_tracked(command);
+                        for key in changed {
                             let (cf_name, key_bytes) = keys::state_key(&key);
                             let handle = cf(&self.db, cf_name)?;
                             match applied.state.get(&key) {

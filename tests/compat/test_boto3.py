@@ -94,3 +94,77 @@ def test_shadow_round_trip():
     assert deleted["version"] == 1
     with pytest.raises(data.exceptions.ResourceNotFoundException):
         data.get_thing_shadow(thingName="boto-lamp", shadowName="config")
+
+
+def test_thing_types():
+    created = iot.create_thing_type(
+        thingTypeName="sensor", thingTypeProperties={"thingTypeDescription": "a sensor", "searchableAttributes": ["model"]}
+    )
+    assert created["thingTypeArn"].endswith(":thingtype/sensor")
+    iot.create_thing(thingName="typed-1", thingTypeName="sensor")
+    assert iot.describe_thing(thingName="typed-1")["thingTypeName"] == "sensor"
+    assert [t["thingName"] for t in iot.list_things(thingTypeName="sensor")["things"]] == ["typed-1"]
+    described = iot.describe_thing_type(thingTypeName="sensor")
+    assert described["thingTypeProperties"]["searchableAttributes"] == ["model"]
+    assert described["thingTypeMetadata"]["deprecated"] is False
+    assert "sensor" in [t["thingTypeName"] for t in iot.list_thing_types()["thingTypes"]]
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.create_thing(thingName="typed-2", thingTypeName="no-such-type")
+    # Only a deprecated type without things may be deleted.
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.delete_thing_type(thingTypeName="sensor")
+    iot.deprecate_thing_type(thingTypeName="sensor")
+    assert iot.describe_thing_type(thingTypeName="sensor")["thingTypeMetadata"]["deprecated"] is True
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.create_thing(thingName="typed-3", thingTypeName="sensor")
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.delete_thing_type(thingTypeName="sensor")
+    iot.update_thing(thingName="typed-1", removeThingType=True)
+    iot.delete_thing_type(thingTypeName="sensor")
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.describe_thing_type(thingTypeName="sensor")
+
+
+def test_thing_groups_form_a_tree():
+    iot.create_thing_group(thingGroupName="site")
+    iot.create_thing_group(
+        thingGroupName="floor-1",
+        parentGroupName="site",
+        thingGroupProperties={"thingGroupDescription": "first floor", "attributePayload": {"attributes": {"k": "v"}}},
+    )
+    iot.create_thing_group(thingGroupName="room-101", parentGroupName="floor-1")
+    described = iot.describe_thing_group(thingGroupName="room-101")
+    assert described["thingGroupMetadata"]["parentGroupName"] == "floor-1"
+    assert [g["groupName"] for g in described["thingGroupMetadata"]["rootToParentThingGroups"]] == ["site", "floor-1"]
+    updated = iot.update_thing_group(
+        thingGroupName="floor-1", thingGroupProperties={"thingGroupDescription": "ground"}, expectedVersion=1
+    )
+    assert updated["version"] == 2
+    with pytest.raises(iot.exceptions.VersionConflictException):
+        iot.update_thing_group(thingGroupName="floor-1", thingGroupProperties={}, expectedVersion=1)
+
+    for name in ["g-dev-1", "g-dev-2"]:
+        iot.create_thing(thingName=name)
+    iot.add_thing_to_thing_group(thingGroupName="room-101", thingName="g-dev-1")
+    iot.add_thing_to_thing_group(thingGroupName="floor-1", thingName="g-dev-2")
+    assert iot.list_things_in_thing_group(thingGroupName="room-101")["things"] == ["g-dev-1"]
+    assert iot.list_things_in_thing_group(thingGroupName="site", recursive=True)["things"] == ["g-dev-1", "g-dev-2"]
+    assert iot.list_things_in_thing_group(thingGroupName="site")["things"] == []
+    groups = iot.list_thing_groups_for_thing(thingName="g-dev-1")["thingGroups"]
+    assert [g["groupName"] for g in groups] == ["room-101"]
+    children = iot.list_thing_groups(parentGroup="site", recursive=True)["thingGroups"]
+    assert [g["groupName"] for g in children] == ["floor-1", "room-101"]
+    roots = [g["groupName"] for g in iot.list_thing_groups()["thingGroups"]]
+    assert "site" in roots and "floor-1" not in roots
+
+    iot.remove_thing_from_thing_group(thingGroupName="room-101", thingName="g-dev-1")
+    assert iot.list_things_in_thing_group(thingGroupName="room-101")["things"] == []
+    # A deleted thing leaves its groups.
+    iot.delete_thing(thingName="g-dev-2")
+    assert iot.list_things_in_thing_group(thingGroupName="floor-1")["things"] == []
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.delete_thing_group(thingGroupName="floor-1")  # has a child group
+    iot.delete_thing_group(thingGroupName="room-101")
+    iot.delete_thing_group(thingGroupName="floor-1")
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.describe_thing_group(thingGroupName="floor-1")

@@ -4,10 +4,12 @@
 mod cluster;
 pub use cluster::AddMember as AddMemberBody;
 mod shadows;
+mod thing_groups;
+mod thing_types;
 mod things;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use fleetcore_raft::Connector;
 use serde::de::DeserializeOwned;
@@ -39,6 +41,41 @@ pub fn router<C: Connector>(service: Service<C>) -> Router {
             "/api/things/shadow/ListNamedShadowsForThing/{thing_name}",
             get(shadows::list_named::<C>),
         )
+        .route("/thing-types", get(thing_types::list::<C>))
+        .route(
+            "/thing-types/{thing_type_name}",
+            post(thing_types::create::<C>)
+                .get(thing_types::describe::<C>)
+                .delete(thing_types::delete::<C>),
+        )
+        .route(
+            "/thing-types/{thing_type_name}/deprecate",
+            post(thing_types::deprecate::<C>),
+        )
+        .route("/thing-groups", get(thing_groups::list::<C>))
+        .route(
+            "/thing-groups/addThingToThingGroup",
+            put(thing_groups::add_thing::<C>),
+        )
+        .route(
+            "/thing-groups/removeThingFromThingGroup",
+            put(thing_groups::remove_thing::<C>),
+        )
+        .route(
+            "/thing-groups/{thing_group_name}",
+            post(thing_groups::create::<C>)
+                .get(thing_groups::describe::<C>)
+                .patch(thing_groups::update::<C>)
+                .delete(thing_groups::delete::<C>),
+        )
+        .route(
+            "/thing-groups/{thing_group_name}/things",
+            get(thing_groups::things_in_group::<C>),
+        )
+        .route(
+            "/things/{thing_name}/thing-groups",
+            get(thing_groups::groups_for_thing::<C>),
+        )
         .route("/cluster/status", get(cluster::status::<C>))
         .route("/cluster/members", post(cluster::add_member::<C>))
         .route("/cluster/init", post(cluster::init::<C>))
@@ -58,4 +95,23 @@ pub(crate) fn json_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T,
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))
+}
+
+/// A query string, or a 400 that says what is wrong with it.
+pub(crate) fn query<T>(
+    q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    q.map(|axum::extract::Query(v)| v)
+        .map_err(|e| ApiError::invalid(e.body_text()))
+}
+
+/// `maxResults`, checked against `max`.
+pub(crate) fn page_size(requested: Option<usize>, max: usize) -> Result<usize, ApiError> {
+    match requested {
+        None => Ok(max),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid(format!(
+            "maxResults must be between 1 and {max}"
+        ))),
+    }
 }

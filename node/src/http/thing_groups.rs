@@ -1,0 +1,308 @@
+//! Thing groups: CreateThingGroup, DescribeThingGroup, UpdateThingGroup,
+//! DeleteThingGroup, ListThingGroups, AddThingToThingGroup,
+//! RemoveThingFromThingGroup, ListThingsInThingGroup, ListThingGroupsForThing.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use fleetcore_model::{limits, names, Applied, AttributeUpdate, Command};
+use fleetcore_raft::Connector;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{json_body, page_size, query};
+use crate::error::ApiError;
+use crate::service::Service;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AttributePayload {
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    merge: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Properties {
+    thing_group_description: Option<String>,
+    attribute_payload: Option<AttributePayload>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateRequest {
+    parent_group_name: Option<String>,
+    thing_group_properties: Option<Properties>,
+}
+
+pub(crate) async fn create<C: Connector>(
+    State(service): State<Service<C>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: CreateRequest = json_body(&body)?;
+    names::check_thing_name(&name)?;
+    let props = request.thing_group_properties.unwrap_or_default();
+    let command = Command::CreateThingGroup {
+        name,
+        parent: request.parent_group_name,
+        description: props.thing_group_description,
+        attributes: props
+            .attribute_payload
+            .map(|p| p.attributes)
+            .unwrap_or_default(),
+        thing_group_id: service.new_id(),
+        at_ms: service.now_ms(),
+    };
+    match service.propose(command).await? {
+        Applied::ThingGroup(g) => Ok(Json(json!({
+            "thingGroupName": g.name,
+            "thingGroupArn": service.arn("thinggroup", &g.name),
+            "thingGroupId": g.thing_group_id,
+        }))),
+        other => Err(ApiError::unexpected(&other)),
+    }
+}
+
+pub(crate) async fn describe<C: Connector>(
+    State(service): State<Service<C>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    names::check_thing_name(&name)?;
+    let (group, ancestors) = service
+        .read(|s| (s.thing_group(&name).cloned(), s.ancestors(&name)))
+        .await?;
+    let g =
+        group.ok_or_else(|| ApiError::not_found(format!("Thing group {name} cannot be found.")))?;
+    let mut props = json!({ "attributePayload": { "attributes": g.attributes } });
+    if let Some(d) = &g.description {
+        props["thingGroupDescription"] = json!(d);
+    }
+    let mut meta = json!({
+        "creationDate": g.created_at_ms as f64 / 1000.0,
+        "rootToParentThingGroups": ancestors.iter().rev()
+            .map(|a| json!({ "groupName": a, "groupArn": service.arn("thinggroup", a) }))
+            .collect::<Vec<_>>(),
+    });
+    if let Some(p) = &g.parent {
+        meta["parentGroupName"] = json!(p);
+    }
+    Ok(Json(json!({
+        "thingGroupName": g.name,
+        "thingGroupId": g.thing_group_id,
+        "thingGroupArn": service.arn("thinggroup", &g.name),
+        "version": g.version,
+        "thingGroupProperties": props,
+        "thingGroupMetadata": meta,
+    })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateRequest {
+    thing_group_properties: Option<Properties>,
+    expected_version: Option<u64>,
+}
+
+pub(crate) async fn update<C: Connector>(
+    State(service): State<Service<C>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: UpdateRequest = json_body(&body)?;
+    names::check_thing_name(&name)?;
+    let props = request.thing_group_properties.unwrap_or_default();
+    let command = Command::UpdateThingGroup {
+        name,
+        description: props.thing_group_description,
+        attributes: props.attribute_payload.map(|p| AttributeUpdate {
+            attributes: p.attributes,
+            merge: p.merge,
+        }),
+        expected_version: request.expected_version,
+    };
+    match service.propose(command).await? {
+        Applied::ThingGroup(g) => Ok(Json(json!({ "version": g.version }))),
+        other => Err(ApiError::unexpected(&other)),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeleteQuery {
+    expected_version: Option<u64>,
+}
+
+pub(crate) async fn delete<C: Connector>(
+    State(service): State<Service<C>>,
+    Path(name): Path<String>,
+    q: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q: DeleteQuery = query(q)?;
+    names::check_thing_name(&name)?;
+    service
+        .propose(Command::DeleteThingGroup {
+            name,
+            expected_version: q.expected_version,
+        })
+        .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ListQuery {
+    next_token: Option<String>,
+    max_results: Option<usize>,
+    parent_group: Option<String>,
+    name_prefix_filter: Option<String>,
+    #[serde(default)]
+    recursive: bool,
+}
+
+pub(crate) async fn list<C: Connector>(
+    State(service): State<Service<C>>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q: ListQuery = query(q)?;
+    let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
+    let (groups, next) = service
+        .read(|s| {
+            s.list_thing_groups(
+                q.parent_group.as_deref(),
+                q.name_prefix_filter.as_deref(),
+                q.recursive,
+                q.next_token.as_deref(),
+                limit,
+            )
+        })
+        .await?;
+    let mut body = json!({ "thingGroups": groups.iter()
+        .map(|g| json!({ "groupName": g.name, "groupArn": service.arn("thinggroup", &g.name) }))
+        .collect::<Vec<_>>() });
+    if let Some(n) = next {
+        body["nextToken"] = json!(n);
+    }
+    Ok(Json(body))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MembershipRequest {
+    thing_group_name: Option<String>,
+    thing_group_arn: Option<String>,
+    thing_name: Option<String>,
+    thing_arn: Option<String>,
+}
+
+impl MembershipRequest {
+    /// Group and thing, by name or by ARN (the name is the ARN's last segment).
+    fn names(self) -> Result<(String, String), ApiError> {
+        let last = |arn: String| arn.rsplit('/').next().map(str::to_string);
+        let group = self
+            .thing_group_name
+            .or(self.thing_group_arn.and_then(last))
+            .ok_or_else(|| ApiError::invalid("thingGroupName or thingGroupArn is required"))?;
+        let thing = self
+            .thing_name
+            .or(self.thing_arn.and_then(last))
+            .ok_or_else(|| ApiError::invalid("thingName or thingArn is required"))?;
+        names::check_thing_name(&group)?;
+        names::check_thing_name(&thing)?;
+        Ok((group, thing))
+    }
+}
+
+pub(crate) async fn add_thing<C: Connector>(
+    State(service): State<Service<C>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (group, thing) = json_body::<MembershipRequest>(&body)?.names()?;
+    service
+        .propose(Command::AddThingToThingGroup { group, thing })
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub(crate) async fn remove_thing<C: Connector>(
+    State(service): State<Service<C>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (group, thing) = json_body::<MembershipRequest>(&body)?.names()?;
+    service
+        .propose(Command::RemoveThingFromThingGroup { group, thing })
+        .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MembersQuery {
+    next_token: Option<String>,
+    max_results: Option<usize>,
+    #[serde(default)]
+    recursive: bool,
+}
+
+/// A name-ordered page over a sorted list of names.
+fn name_page(
+    names: Vec<String>,
+    after: Option<&str>,
+    limit: usize,
+) -> (Vec<String>, Option<String>) {
+    let rest: Vec<String> = names
+        .into_iter()
+        .filter(|n| after.is_none_or(|a| n.as_str() > a))
+        .collect();
+    let next = (rest.len() > limit).then(|| rest[limit - 1].clone());
+    (rest.into_iter().take(limit).collect(), next)
+}
+
+pub(crate) async fn things_in_group<C: Connector>(
+    State(service): State<Service<C>>,
+    Path(name): Path<String>,
+    q: Result<Query<MembersQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q: MembersQuery = query(q)?;
+    names::check_thing_name(&name)?;
+    let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
+    let found = service
+        .read(|s| {
+            s.thing_group(&name)
+                .map(|_| s.things_in_group(&name, q.recursive))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Thing group {name} cannot be found.")))?;
+    let (things, next) = name_page(found, q.next_token.as_deref(), limit);
+    let mut body = json!({ "things": things });
+    if let Some(n) = next {
+        body["nextToken"] = json!(n);
+    }
+    Ok(Json(body))
+}
+
+pub(crate) async fn groups_for_thing<C: Connector>(
+    State(service): State<Service<C>>,
+    Path(thing): Path<String>,
+    q: Result<Query<MembersQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q: MembersQuery = query(q)?;
+    names::check_thing_name(&thing)?;
+    let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
+    let found = service
+        .read(|s| s.thing(&thing).map(|_| s.groups_of_thing(&thing)))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Thing {thing} cannot be found.")))?;
+    let (groups, next) = name_page(found, q.next_token.as_deref(), limit);
+    let mut body = json!({ "thingGroups": groups.iter()
+        .map(|g| json!({ "groupName": g, "groupArn": service.arn("thinggroup", g) }))
+        .collect::<Vec<_>>() });
+    if let Some(n) = next {
+        body["nextToken"] = json!(n);
+    }
+    Ok(Json(body))
+}
