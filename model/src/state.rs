@@ -115,7 +115,7 @@ impl State {
                 thing_id,
                 at_ms,
             } => {
-                if self.things.get(name).is_none() {
+                if !self.things.contains_key(name) {
                     self.check_thing_type_usable(thing_type_name.as_deref())?;
                 }
                 let thing = registry::create(
