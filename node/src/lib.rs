@@ -101,16 +101,18 @@ pub async fn run(
         }
     });
 
-    // Nodes of a static bootstrap record their HTTP address in the membership.
+    // Nodes of a static bootstrap record their HTTP address in the membership; the
+    // check repeats, so an address lost to a leader change is recorded again.
     let register = tokio::spawn({
         let node = node.clone();
         async move {
-            for _ in 0..60 {
-                match node.register_self().await {
-                    Ok(()) => return,
-                    Err(e) => tracing::debug!(error = %e, "registering addresses, will retry"),
+            loop {
+                if !node.is_registered() && node.is_initialized().await.unwrap_or(false) {
+                    if let Err(e) = node.register_self().await {
+                        tracing::warn!(error = %e, "cannot record this node's addresses yet, will retry");
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     });

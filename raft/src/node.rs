@@ -174,7 +174,7 @@ impl<C: Connector> RaftNode<C> {
 
     /// Forms a new cluster of `members` (etcd-style static bootstrap) unless this
     /// node's storage already belongs to one. Every initial member calls this with
-    /// the same arguments; openraft makes it idempotent.
+    /// the same arguments: all record the cluster id, the lowest id initializes.
     pub async fn bootstrap(
         &self,
         cluster_id: &str,
@@ -193,6 +193,13 @@ impl<C: Connector> RaftNode<C> {
                 self.inner.id,
                 members.keys().collect::<Vec<_>>()
             )));
+        }
+        // Only the lowest id initializes; the others wait for its leader to reach them.
+        // (openraft allows initializing every member, but concurrent initialization
+        // tripped an internal assertion of this openraft alpha in our tests.)
+        if members.keys().next() != Some(&self.inner.id) {
+            tracing::info!("waiting for the lowest-id initial member to form the cluster");
+            return Ok(());
         }
         match self.inner.raft.initialize(members).await {
             Ok(()) => Ok(()),
@@ -302,18 +309,21 @@ impl<C: Connector> RaftNode<C> {
             .map(|_| ())
     }
 
+    /// Whether the committed membership carries this node's current addresses.
+    pub fn is_registered(&self) -> bool {
+        let m = self.inner.raft.metrics().borrow_watched().clone();
+        m.committed_membership_config
+            .membership()
+            .get_node(&self.inner.id)
+            == Some(&self.inner.info)
+    }
+
     /// Makes the membership carry this node's current addresses (e.g. its HTTP address
-    /// after a static bootstrap, which only lists Raft addresses). Retries until done
-    /// or the request timeout passes.
+    /// after a static bootstrap, which only lists Raft addresses). Checks the
+    /// *committed* membership: an uncommitted local entry may still be replaced by
+    /// the leader's.
     pub async fn register_self(&self) -> Result<(), RaftError> {
-        let recorded = {
-            let m = self.inner.raft.metrics().borrow_watched().clone();
-            m.membership_config
-                .membership()
-                .get_node(&self.inner.id)
-                .cloned()
-        };
-        if recorded.as_ref() == Some(&self.inner.info) {
+        if self.is_registered() {
             return Ok(());
         }
         let request = ForwardRequest::SetNode {

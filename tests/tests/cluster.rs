@@ -85,7 +85,8 @@ async fn write_through_follower_is_read_everywhere() -> anyhow::Result<()> {
                 .then_some(s)
         },
     )
-    .await?;
+    .await
+    .map_err(|e| e.context(c.logs()))?;
     assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
     Ok(())
 }
