@@ -443,3 +443,57 @@ fn fleetcore(args: &[&str]) -> anyhow::Result<std::process::Output> {
         .args(args)
         .output()?)
 }
+
+/// What: the human CLI (`fleetcore thing|shadow|group`) round-trips through a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_for_things_shadows_and_groups() -> anyhow::Result<()> {
+    let _serial = serial().await;
+    let (node, _http, _root) = single_node().await?;
+    let url = node.url();
+    let run = |args: Vec<&str>| {
+        let url = url.clone();
+        let args: Vec<String> = args.into_iter().map(str::to_string).collect();
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(fleetcore_tests::binary())
+                    .args(&args)
+                    .args(["--endpoint", &url])
+                    .output()
+            })
+            .await??;
+            anyhow::ensure!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            anyhow::Ok(String::from_utf8_lossy(&out.stdout).to_string())
+        }
+    };
+    run(vec!["thing", "create", "cli-1", "--attr", "room=lab"]).await?;
+    let list = run(vec!["thing", "list"]).await?;
+    assert!(
+        list.contains("cli-1") && list.contains("room=lab"),
+        "{list}"
+    );
+    let got: Value = serde_json::from_str(&run(vec!["thing", "get", "cli-1", "--json"]).await?)?;
+    assert_eq!(got["attributes"]["room"], "lab");
+    run(vec![
+        "shadow",
+        "update",
+        "cli-1",
+        r#"{"state":{"desired":{"on":true}}}"#,
+    ])
+    .await?;
+    let doc: Value = serde_json::from_str(&run(vec!["shadow", "get", "cli-1"]).await?)?;
+    assert_eq!(doc["state"]["delta"], json!({"on": true}));
+    run(vec!["group", "create", "cli-g"]).await?;
+    run(vec!["group", "add-thing", "cli-g", "cli-1"]).await?;
+    assert_eq!(run(vec!["group", "things", "cli-g"]).await?.trim(), "cli-1");
+    // An error is reported with AWS's exception name and a failing exit status.
+    let missing = run(vec!["thing", "get", "nope"]).await.expect_err("fails");
+    assert!(
+        missing.to_string().contains("ResourceNotFoundException"),
+        "{missing}"
+    );
+    Ok(())
+}

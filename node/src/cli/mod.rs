@@ -2,6 +2,7 @@
 
 mod bench;
 mod cluster;
+mod registry;
 
 use std::path::PathBuf;
 
@@ -24,6 +25,27 @@ enum Command {
     /// Inspect and change the cluster through any node's HTTP API.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Things in the registry.
+    Thing {
+        #[command(flatten)]
+        target: registry::Target,
+        #[command(subcommand)]
+        command: registry::ThingCommand,
+    },
+    /// Device shadows.
+    Shadow {
+        #[command(flatten)]
+        target: registry::Target,
+        #[command(subcommand)]
+        command: registry::ShadowCommand,
+    },
+    /// Thing groups.
+    Group {
+        #[command(flatten)]
+        target: registry::Target,
+        #[command(subcommand)]
+        command: registry::GroupCommand,
+    },
     /// Benchmarks against a running cluster.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -112,6 +134,9 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cluster(c) => cluster::run(c).await,
         Command::Bench(b) => bench::run(b).await,
+        Command::Thing { target, command } => registry::thing(target, command).await,
+        Command::Shadow { target, command } => registry::shadow(target, command).await,
+        Command::Group { target, command } => registry::group(target, command).await,
     }
 }
 
