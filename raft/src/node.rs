@@ -11,7 +11,6 @@ use std::time::Duration;
 use openraft::async_runtime::WatchReceiver;
 use openraft::{ChangeMembers, Config, ReadPolicy, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -23,7 +22,7 @@ use crate::error::RaftError;
 use crate::network::{ClusterId, Network};
 use crate::pb::Blob;
 use crate::transport::Connector;
-use crate::wire::{self, BatchItem, ForwardRequest, ForwardResponse};
+use crate::wire::{self, ForwardRequest, ForwardResponse};
 use crate::Raft;
 
 /// Timing and snapshot settings.
@@ -103,20 +102,7 @@ pub struct ClusterStatus {
     pub state_digest: String,
 }
 
-/// A write waiting in the follower's batcher for a round trip to the leader.
-struct PendingWrite {
-    command: Command,
-    reply: oneshot::Sender<Result<Outcome, RaftError>>,
-    deadline: Instant,
-}
-
-/// Most writes a follower sends to the leader in one round trip.
-const FORWARD_BATCH_MAX: usize = 256;
-/// Batches in flight from one follower; while all are out, new writes accumulate.
-const FORWARD_BATCHES_IN_FLIGHT: usize = 4;
-
 struct Inner<C: Connector> {
-    batcher: mpsc::UnboundedSender<PendingWrite>,
     id: u64,
     info: NodeInfo,
     raft: Raft,
@@ -173,10 +159,8 @@ impl<C: Connector> RaftNode<C> {
         let raft = openraft::Raft::new(id, config, network.clone(), log_store, sm_store)
             .await
             .map_err(|e| RaftError::Internal(e.to_string()))?;
-        let (batcher, pending) = mpsc::unbounded_channel();
-        let node = RaftNode {
+        Ok(RaftNode {
             inner: Arc::new(Inner {
-                batcher,
                 id,
                 info,
                 raft,
@@ -185,9 +169,7 @@ impl<C: Connector> RaftNode<C> {
                 cluster,
                 options,
             }),
-        };
-        tokio::spawn(forward_batcher(Arc::downgrade(&node.inner), pending));
-        Ok(node)
+        })
     }
 
     /// Forms a new cluster of `members` (etcd-style static bootstrap) unless this
@@ -278,25 +260,6 @@ impl<C: Connector> RaftNode<C> {
     /// From a follower the command is forwarded to the leader.
     pub async fn propose(&self, command: Command) -> Result<Outcome, RaftError> {
         let span = tracing::debug_span!("propose", cmd = command.kind());
-        let leads = matches!(self.leader(), Some((leader, _)) if leader == self.inner.id);
-        if !leads {
-            // Followers batch what they forward: one round trip carries many writes.
-            let timeout = self.inner.options.request_timeout;
-            let (reply, answer) = oneshot::channel();
-            let pending = PendingWrite {
-                command,
-                reply,
-                deadline: Instant::now() + timeout,
-            };
-            self.inner
-                .batcher
-                .send(pending)
-                .map_err(|_| RaftError::Internal("the node is shutting down".into()))?;
-            return answer
-                .instrument(span)
-                .await
-                .map_err(|_| RaftError::Internal("the write was dropped".into()))?;
-        }
         match self
             .forward_or_local(ForwardRequest::Write(command))
             .instrument(span)
@@ -308,88 +271,6 @@ impl<C: Connector> RaftNode<C> {
             other => Err(RaftError::Wire(format!(
                 "unexpected answer to a write: {other:?}"
             ))),
-        }
-    }
-
-    /// Sends one batch of pending writes to the leader (or applies them here if this
-    /// node leads by now) and answers each; writes the leader did not take go back
-    /// into the batcher until their deadline.
-    async fn send_batch(&self, batch: Vec<PendingWrite>) {
-        let retry = |pending: PendingWrite, reason: String| {
-            if Instant::now() >= pending.deadline {
-                let _ = pending.reply.send(Err(RaftError::NoLeader(reason)));
-                return;
-            }
-            let batcher = self.inner.batcher.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(RETRY_PAUSE).await;
-                if let Err(mpsc::error::SendError(p)) = batcher.send(pending) {
-                    let _ = p
-                        .reply
-                        .send(Err(RaftError::Internal("the node is shutting down".into())));
-                }
-            });
-        };
-        let commands: Vec<Command> = batch.iter().map(|p| p.command.clone()).collect();
-        let deadline = batch
-            .iter()
-            .map(|p| p.deadline)
-            .min()
-            .unwrap_or_else(Instant::now);
-        let answer = match self.leader() {
-            None => Err(RaftError::NoLeader("no leader elected yet".into())),
-            Some((leader, _)) if leader == self.inner.id => {
-                self.serve_forwarded(ForwardRequest::WriteBatch(commands))
-                    .await
-            }
-            Some((leader, info)) => {
-                self.send_forward(
-                    leader,
-                    &info,
-                    &ForwardRequest::WriteBatch(commands),
-                    deadline,
-                )
-                .await
-            }
-        };
-        match answer {
-            Ok(ForwardResponse::WrittenBatch(items)) if items.len() == batch.len() => {
-                for (pending, item) in batch.into_iter().zip(items) {
-                    match item {
-                        BatchItem::Written(json) => {
-                            let outcome = serde_json::from_str(&json)
-                                .map_err(|e| RaftError::Wire(e.to_string()));
-                            let _ = pending.reply.send(outcome);
-                        }
-                        BatchItem::NotLeader(reason) => retry(pending, reason),
-                        BatchItem::Failed(reason) => {
-                            let _ = pending.reply.send(Err(RaftError::Internal(reason)));
-                        }
-                    }
-                }
-            }
-            Err(RaftError::NoLeader(reason)) => {
-                for pending in batch {
-                    retry(pending, reason.clone());
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for pending in batch {
-                    let error = match &e {
-                        RaftError::Timeout(d, what) => RaftError::Timeout(*d, what),
-                        _ => RaftError::Internal(message.clone()),
-                    };
-                    let _ = pending.reply.send(Err(error));
-                }
-            }
-            Ok(other) => {
-                for pending in batch {
-                    let _ = pending.reply.send(Err(RaftError::Wire(format!(
-                        "unexpected answer to a batch: {other:?}"
-                    ))));
-                }
-            }
         }
     }
 
@@ -545,31 +426,6 @@ impl<C: Connector> RaftNode<C> {
                 Err(e) if e.forward_to_leader().is_some() => Err(not_leader(&e)),
                 Err(e) => Err(RaftError::Internal(e.to_string())),
             },
-            ForwardRequest::WriteBatch(commands) => {
-                if !matches!(self.leader(), Some((l, _)) if l == self.inner.id) {
-                    return Err(RaftError::NoLeader(format!(
-                        "node {} is not the leader",
-                        self.inner.id
-                    )));
-                }
-                let results =
-                    futures::future::join_all(commands.into_iter().map(|c| raft.client_write(c)))
-                        .await;
-                let items = results
-                    .into_iter()
-                    .map(|r| match r {
-                        Ok(resp) => match serde_json::to_string(&resp.data) {
-                            Ok(json) => BatchItem::Written(json),
-                            Err(e) => BatchItem::Failed(e.to_string()),
-                        },
-                        Err(e) if e.forward_to_leader().is_some() => {
-                            BatchItem::NotLeader(e.to_string())
-                        }
-                        Err(e) => BatchItem::Failed(e.to_string()),
-                    })
-                    .collect();
-                Ok(ForwardResponse::WrittenBatch(items))
-            }
             ForwardRequest::ReadIndex => {
                 match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
                     Ok(read) => Ok(ForwardResponse::ReadIndex(read.log_id().index())),
@@ -819,35 +675,5 @@ fn check_node_id(store: &LogStore, id: u64, dir: &Path) -> Result<(), RaftError>
         ))),
         Some(_) => Ok(()),
         None => Ok(store.set_node_id(id)?),
-    }
-}
-
-/// Collects the writes a follower forwards and sends them to the leader in batches:
-/// at most [`FORWARD_BATCHES_IN_FLIGHT`] round trips at once, so that under load
-/// writes queue up and travel together. Ends when the node is dropped.
-async fn forward_batcher<C: Connector>(
-    node: std::sync::Weak<Inner<C>>,
-    mut pending: mpsc::UnboundedReceiver<PendingWrite>,
-) {
-    let in_flight = Arc::new(Semaphore::new(FORWARD_BATCHES_IN_FLIGHT));
-    while let Some(first) = pending.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < FORWARD_BATCH_MAX {
-            match pending.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-        let Some(inner) = node.upgrade() else {
-            return;
-        };
-        let node = RaftNode { inner };
-        tokio::spawn(async move {
-            node.send_batch(batch).await;
-            drop(permit);
-        });
     }
 }

@@ -12,8 +12,6 @@ use fleetcore_storage::NodeInfo;
 pub enum ForwardRequest {
     /// Propose this command.
     Write(Command),
-    /// Propose these commands (writes that reached a follower, batched per round trip).
-    WriteBatch(Vec<Command>),
     /// Confirm leadership and return the index a linearizable read must wait for.
     ReadIndex,
     /// Add a node: learner first, then voter.
@@ -42,23 +40,10 @@ pub enum ForwardRequest {
 pub enum ForwardResponse {
     /// The outcome of a write; JSON text, because outcomes carry JSON documents.
     Written(String),
-    /// One result per command of a `WriteBatch`, in order.
-    WrittenBatch(Vec<BatchItem>),
     /// The read index.
     ReadIndex(u64),
     /// A membership change finished.
     Done,
-}
-
-/// The result of one command of a batch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum BatchItem {
-    /// Committed and applied: the outcome as JSON text.
-    Written(String),
-    /// Not appended, because the receiver is not (or no longer) the leader: retry.
-    NotLeader(String),
-    /// Failed for another reason; the outcome is unknown.
-    Failed(String),
 }
 
 impl ForwardResponse {
