@@ -97,12 +97,41 @@ pub(crate) fn json_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T,
     serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))
 }
 
-/// A query string, or a 400 that says what is wrong with it.
-pub(crate) fn query<T>(
-    q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
-) -> Result<T, ApiError> {
-    q.map(|axum::extract::Query(v)| v)
-        .map_err(|e| ApiError::invalid(e.body_text()))
+/// A query string, refused with a 400 in AWS's shape when it does not parse.
+pub(crate) struct AwsQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for AwsQuery<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| AwsQuery(v))
+            .map_err(|e| ApiError::invalid(e.body_text()))
+    }
+}
+
+/// AWS's `attributePayload`: attributes, merged into the old ones or replacing them.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct AttributePayload {
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub merge: bool,
+}
+
+impl From<AttributePayload> for fleetcore_model::AttributeUpdate {
+    fn from(p: AttributePayload) -> Self {
+        fleetcore_model::AttributeUpdate {
+            attributes: p.attributes,
+            merge: p.merge,
+        }
+    }
 }
 
 /// `maxResults`, checked against `max`.

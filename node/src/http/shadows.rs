@@ -2,13 +2,14 @@
 //! ListNamedShadowsForThing. `?name=` selects a named shadow.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use fleetcore_model::ShadowKey;
 use fleetcore_raft::Connector;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::AwsQuery;
 use crate::error::ApiError;
 use crate::service::Service;
 
@@ -26,24 +27,20 @@ pub(crate) struct ShadowQuery {
     name: Option<String>,
 }
 
-fn key(
-    thing: String,
-    query: Result<Query<ShadowQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<ShadowKey, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
-    Ok(match q.name {
+fn key(thing: String, query: ShadowQuery) -> ShadowKey {
+    match query.name {
         Some(name) => ShadowKey::named(thing, name),
         None => ShadowKey::classic(thing),
-    })
+    }
 }
 
 pub(crate) async fn update<C: Connector>(
     State(service): State<Service<C>>,
     Path(thing): Path<String>,
-    query: Result<Query<ShadowQuery>, axum::extract::rejection::QueryRejection>,
+    AwsQuery(query): AwsQuery<ShadowQuery>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let key = key(thing, query)?;
+    let key = key(thing, query);
     Ok(Json(
         service
             .update_shadow(key, &body)
@@ -55,18 +52,18 @@ pub(crate) async fn update<C: Connector>(
 pub(crate) async fn get<C: Connector>(
     State(service): State<Service<C>>,
     Path(thing): Path<String>,
-    query: Result<Query<ShadowQuery>, axum::extract::rejection::QueryRejection>,
+    AwsQuery(query): AwsQuery<ShadowQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = key(thing, query)?;
+    let key = key(thing, query);
     Ok(Json(service.get_shadow(&key).await?))
 }
 
 pub(crate) async fn delete<C: Connector>(
     State(service): State<Service<C>>,
     Path(thing): Path<String>,
-    query: Result<Query<ShadowQuery>, axum::extract::rejection::QueryRejection>,
+    AwsQuery(query): AwsQuery<ShadowQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = key(thing, query)?;
+    let key = key(thing, query);
     Ok(Json(
         service.delete_shadow(key, None).await.map_err(data_plane)?,
     ))

@@ -2,28 +2,17 @@
 //! DeleteThingGroup, ListThingGroups, AddThingToThingGroup,
 //! RemoveThingFromThingGroup, ListThingsInThingGroup, ListThingGroupsForThing.
 
-use std::collections::BTreeMap;
-
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use fleetcore_model::{limits, names, Applied, AttributeUpdate, Command};
 use fleetcore_raft::Connector;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{json_body, page_size, query};
+use super::{json_body, page_size, AttributePayload, AwsQuery};
 use crate::error::ApiError;
 use crate::service::Service;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AttributePayload {
-    #[serde(default)]
-    attributes: BTreeMap<String, String>,
-    #[serde(default)]
-    merge: bool,
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -119,10 +108,7 @@ pub(crate) async fn update<C: Connector>(
     let command = Command::UpdateThingGroup {
         name,
         description: props.thing_group_description,
-        attributes: props.attribute_payload.map(|p| AttributeUpdate {
-            attributes: p.attributes,
-            merge: p.merge,
-        }),
+        attributes: props.attribute_payload.map(AttributeUpdate::from),
         expected_version: request.expected_version,
     };
     match service.propose(command).await? {
@@ -140,9 +126,8 @@ pub(crate) struct DeleteQuery {
 pub(crate) async fn delete<C: Connector>(
     State(service): State<Service<C>>,
     Path(name): Path<String>,
-    q: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
+    AwsQuery(q): AwsQuery<DeleteQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let q: DeleteQuery = query(q)?;
     names::check_thing_name(&name)?;
     service
         .propose(Command::DeleteThingGroup {
@@ -166,9 +151,8 @@ pub(crate) struct ListQuery {
 
 pub(crate) async fn list<C: Connector>(
     State(service): State<Service<C>>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    AwsQuery(q): AwsQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let q: ListQuery = query(q)?;
     let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
     let (groups, next) = service
         .read(|s| {
@@ -265,9 +249,8 @@ fn name_page(
 pub(crate) async fn things_in_group<C: Connector>(
     State(service): State<Service<C>>,
     Path(name): Path<String>,
-    q: Result<Query<MembersQuery>, axum::extract::rejection::QueryRejection>,
+    AwsQuery(q): AwsQuery<MembersQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let q: MembersQuery = query(q)?;
     names::check_thing_name(&name)?;
     let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
     let found = service
@@ -288,9 +271,8 @@ pub(crate) async fn things_in_group<C: Connector>(
 pub(crate) async fn groups_for_thing<C: Connector>(
     State(service): State<Service<C>>,
     Path(thing): Path<String>,
-    q: Result<Query<MembersQuery>, axum::extract::rejection::QueryRejection>,
+    AwsQuery(q): AwsQuery<MembersQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let q: MembersQuery = query(q)?;
     names::check_thing_name(&thing)?;
     let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
     let found = service

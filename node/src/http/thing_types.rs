@@ -2,14 +2,14 @@
 //! DeprecateThingType, DeleteThingType.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use fleetcore_model::{limits, names, Applied, Command, ThingType};
 use fleetcore_raft::Connector;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{json_body, page_size, query};
+use super::{json_body, page_size, AwsQuery};
 use crate::error::ApiError;
 use crate::service::Service;
 
@@ -93,9 +93,8 @@ pub(crate) struct ListQuery {
 
 pub(crate) async fn list<C: Connector>(
     State(service): State<Service<C>>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    AwsQuery(q): AwsQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let q: ListQuery = query(q)?;
     let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
     let (types, next) = service
         .read(|s| s.list_thing_types(q.thing_type_name.as_deref(), q.next_token.as_deref(), limit))

@@ -1,27 +1,16 @@
 //! Registry: CreateThing, DescribeThing, UpdateThing, DeleteThing, ListThings.
 
-use std::collections::BTreeMap;
-
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use fleetcore_model::{AttributeUpdate, ThingQuery};
 use fleetcore_raft::Connector;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::json_body;
+use super::{json_body, AttributePayload, AwsQuery};
 use crate::error::ApiError;
 use crate::service::Service;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct AttributePayload {
-    #[serde(default)]
-    attributes: BTreeMap<String, String>,
-    #[serde(default)]
-    merge: bool,
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -89,10 +78,7 @@ pub(crate) async fn update<C: Connector>(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: UpdateThingRequest = json_body(&body)?;
-    let attributes = request.attribute_payload.map(|p| AttributeUpdate {
-        attributes: p.attributes,
-        merge: p.merge,
-    });
+    let attributes = request.attribute_payload.map(AttributeUpdate::from);
     service
         .update_thing(
             &name,
@@ -114,9 +100,8 @@ pub(crate) struct DeleteThingQuery {
 pub(crate) async fn delete<C: Connector>(
     State(service): State<Service<C>>,
     Path(name): Path<String>,
-    query: Result<Query<DeleteThingQuery>, axum::extract::rejection::QueryRejection>,
+    AwsQuery(query): AwsQuery<DeleteThingQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     service.delete_thing(&name, query.expected_version).await?;
     Ok(Json(json!({})))
 }
@@ -133,9 +118,8 @@ pub(crate) struct ListThingsQuery {
 
 pub(crate) async fn list<C: Connector>(
     State(service): State<Service<C>>,
-    query: Result<Query<ListThingsQuery>, axum::extract::rejection::QueryRejection>,
+    AwsQuery(q): AwsQuery<ListThingsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     let filter = ThingQuery {
         attribute_name: q.attribute_name,
         attribute_value: q.attribute_value,
