@@ -1,0 +1,371 @@
+//! The simulated cluster: real nodes (openraft, RocksDB in temp dirs, the tonic
+//! transport) as turmoil hosts, clients that record a [`History`], and a nemesis
+//! that partitions and heals the network on a schedule drawn from the seed.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use fleetcore_model::{Applied, Command, ShadowKey};
+use fleetcore_raft::pb::raft_service_client::RaftServiceClient;
+use fleetcore_raft::pb::Blob;
+use fleetcore_raft::transport::ConnectFuture;
+use fleetcore_raft::wire::{self, ForwardRequest, ForwardResponse};
+use fleetcore_raft::{Connector, NodeInfo, RaftNode, RaftOptions};
+use fleetcore_storage::SharedState;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tonic::transport::Endpoint;
+
+use crate::check;
+use crate::history::{Event, History, Op, Outcome};
+use crate::SeededRng;
+
+/// The cluster id every simulated node uses.
+pub const CLUSTER: &str = "sim-cluster";
+/// The Raft port on every host.
+pub const PORT: u16 = 7000;
+
+/// Dials peers through turmoil's simulated network.
+#[derive(Debug, Clone, Copy)]
+pub struct TurmoilConnector;
+
+impl Connector for TurmoilConnector {
+    type Io = turmoil::net::TcpStream;
+    fn connect(&self, addr: String) -> ConnectFuture<Self::Io> {
+        Box::pin(async move { turmoil::net::TcpStream::connect(addr).await })
+    }
+}
+
+/// A turmoil connection that tonic's server accepts.
+pub struct Conn(pub turmoil::net::TcpStream);
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = ();
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// Host names `n1..nN`.
+pub fn host_names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("n{i}")).collect()
+}
+
+/// The initial membership of `n` simulated nodes.
+pub fn members(n: usize) -> BTreeMap<u64, NodeInfo> {
+    host_names(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let info = NodeInfo {
+                raft_addr: format!("{name}:{PORT}"),
+                http_addr: String::new(),
+            };
+            (i as u64 + 1, info)
+        })
+        .collect()
+}
+
+/// Registers `n` nodes as hosts of `sim`; their applied states are published in `states`.
+pub fn add_nodes(
+    sim: &mut turmoil::Sim<'_>,
+    n: usize,
+    dirs: &[tempfile::TempDir],
+    states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
+) {
+    for (i, name) in host_names(n).into_iter().enumerate() {
+        let id = i as u64 + 1;
+        let dir = dirs[i].path().to_path_buf();
+        let states = states.clone();
+        sim.host(name, move || {
+            let dir = dir.clone();
+            let states = states.clone();
+            async move {
+                let options = RaftOptions {
+                    snapshot_every_entries: 30,
+                    keep_behind_snapshot: 5,
+                    ..Default::default()
+                };
+                let all = members(n);
+                let node =
+                    RaftNode::start(id, all[&id].clone(), &dir, options, TurmoilConnector).await?;
+                states
+                    .lock()
+                    .map_err(|_| "poisoned")?
+                    .insert(id, node.state().clone());
+                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
+                let incoming = futures::stream::unfold(listener, |l| async move {
+                    let accepted = l.accept().await.map(|(s, _)| Conn(s));
+                    Some((accepted, l))
+                });
+                let server = tokio::spawn(fleetcore_raft::service::serve(
+                    node.clone(),
+                    incoming,
+                    std::future::pending(),
+                ));
+                node.bootstrap(CLUSTER, all).await?;
+                server.await??;
+                Ok(())
+            }
+        });
+    }
+}
+
+/// Sends one Forward request to `node` (a host name) from the current client.
+pub async fn forward(
+    node: &str,
+    request: &ForwardRequest,
+    timeout: Duration,
+) -> Result<ForwardResponse, tonic::Status> {
+    let target = format!("{node}:{PORT}");
+    let channel = Endpoint::from_static("http://sim.invalid")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let target = target.clone();
+            async move {
+                turmoil::net::TcpStream::connect(target)
+                    .await
+                    .map(TokioIo::new)
+            }
+        }))
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut client = RaftServiceClient::new(channel);
+    let data = wire::encode(request).map_err(tonic::Status::internal)?;
+    let mut rpc = tonic::Request::new(Blob { data });
+    rpc.set_timeout(timeout);
+    let header = CLUSTER
+        .parse()
+        .map_err(|_| tonic::Status::internal("header"))?;
+    rpc.metadata_mut().insert(wire::CLUSTER_HEADER, header);
+    let reply = client.forward(rpc).await?;
+    wire::decode(&reply.into_inner().data).map_err(tonic::Status::internal)
+}
+
+/// A shadow update command for `key`.
+pub fn update(key: &str, client: usize, n: u64) -> ForwardRequest {
+    ForwardRequest::Write(Command::UpdateShadow {
+        key: ShadowKey::classic(key),
+        request: format!(r#"{{"state":{{"reported":{{"c":{client},"n":{n}}}}}}}"#),
+        at_ms: n,
+    })
+}
+
+fn now_ms() -> u64 {
+    turmoil::sim_elapsed().map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Settings of one simulation.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Cluster size (3 or 5).
+    pub nodes: usize,
+    /// Seed of the network, the nemesis and the workload.
+    pub seed: u64,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// How long clients and nemesis run (simulated time).
+    pub workload: Duration,
+}
+
+/// What a passing simulation did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Operations recorded.
+    pub operations: usize,
+    /// Acknowledged operations.
+    pub acknowledged: usize,
+    /// Faults injected, in order.
+    pub faults: Vec<String>,
+}
+
+/// Runs one simulation and checks its history; the error names the seed, the fault
+/// schedule and the events that show the violation.
+pub fn run(config: &SimConfig) -> Result<Report, String> {
+    let seed = config.seed;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(config.workload + Duration::from_secs(120))
+        .tick_duration(Duration::from_millis(1))
+        .build();
+    let dirs: Vec<tempfile::TempDir> = (0..config.nodes)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let states: Arc<Mutex<BTreeMap<u64, SharedState>>> = Arc::default();
+    add_nodes(&mut sim, config.nodes, &dirs, states.clone());
+    let names = host_names(config.nodes);
+    let history = History::default();
+    let faults: Arc<Mutex<Vec<String>>> = Arc::default();
+    let keys = ["k0", "k1", "k2"];
+
+    for client in 0..config.clients {
+        let names = names.clone();
+        let history = history.clone();
+        let workload = config.workload;
+        let mut rng =
+            SeededRng::new(seed ^ (client as u64 + 1).wrapping_mul(0x5851_f42d_4c95_7f2d));
+        sim.client(format!("client{client}"), async move {
+            let mut n = 0u64;
+            while now_ms() < workload.as_millis() as u64 {
+                let key = keys[rng.below(keys.len() as u64) as usize];
+                let node = &names[rng.below(names.len() as u64) as usize];
+                let invoked_ms = now_ms();
+                n += 1;
+                let outcome =
+                    match forward(node, &update(key, client, n), Duration::from_secs(2)).await {
+                        Ok(ForwardResponse::Written(json)) => {
+                            match serde_json::from_str::<fleetcore_model::Outcome>(&json) {
+                                Ok(Ok(Applied::ShadowUpdated(u))) => u.accepted["version"]
+                                    .as_u64()
+                                    .map_or(Outcome::Unknown, Outcome::Ok),
+                                Ok(_) => Outcome::Failed,
+                                Err(_) => Outcome::Unknown,
+                            }
+                        }
+                        Ok(_) => Outcome::Unknown,
+                        // Not the leader, or not reachable: the write was not taken.
+                        Err(s) if s.code() == tonic::Code::Unavailable => Outcome::Failed,
+                        Err(_) => Outcome::Unknown,
+                    };
+                history.record(Event {
+                    client,
+                    key: key.to_string(),
+                    op: Op::Update,
+                    invoked_ms,
+                    completed_ms: now_ms(),
+                    outcome,
+                });
+                tokio::time::sleep(Duration::from_millis(rng.below(50))).await;
+            }
+            Ok(())
+        });
+    }
+
+    {
+        let names = names.clone();
+        let faults = faults.clone();
+        let workload = config.workload;
+        let mut rng = SeededRng::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0xfa17);
+        sim.client("nemesis", async move {
+            let log = |f: String| faults.lock().map(|mut v| v.push(f)).unwrap_or(());
+            while now_ms() < workload.as_millis() as u64 {
+                tokio::time::sleep(Duration::from_millis(500 + rng.below(2500))).await;
+                match rng.below(3) {
+                    0 => {
+                        let victim = &names[rng.below(names.len() as u64) as usize];
+                        for other in names.iter().filter(|o| *o != victim) {
+                            turmoil::partition(victim.as_str(), other.as_str());
+                        }
+                        log(format!("{}ms isolate {victim}", now_ms()));
+                    }
+                    1 => {
+                        let a = &names[rng.below(names.len() as u64) as usize];
+                        let b = &names[rng.below(names.len() as u64) as usize];
+                        if a != b {
+                            turmoil::partition(a.as_str(), b.as_str());
+                            log(format!("{}ms partition {a} {b}", now_ms()));
+                        }
+                    }
+                    _ => {
+                        heal(&names);
+                        log(format!("{}ms heal", now_ms()));
+                    }
+                }
+            }
+            heal(&names);
+            log(format!("{}ms heal (end)", now_ms()));
+            Ok(())
+        });
+    }
+
+    {
+        // After the workload and the final heal, wait (bounded) for the replicas to
+        // converge, so the digest check judges a quiet cluster.
+        let states = states.clone();
+        let workload = config.workload;
+        let nodes = config.nodes;
+        sim.client("observer", async move {
+            tokio::time::sleep(workload + Duration::from_secs(1)).await;
+            let give_up = (workload + Duration::from_secs(90)).as_millis() as u64;
+            loop {
+                let replicas = replica_states(&states);
+                let converged =
+                    replicas.len() == nodes && check::replicas_identical(&replicas).is_ok();
+                // Past the bound the checker below reports the difference.
+                if converged || now_ms() >= give_up {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
+
+    let result = sim.run();
+    let faults = faults.lock().map(|f| f.clone()).unwrap_or_default();
+    let schedule = faults.join(", ");
+    result.map_err(|e| format!("seed {seed}: simulation failed: {e}\nfaults: {schedule}"))?;
+
+    // Checks run after the simulation; replicas must have converged once healed.
+    let events = history.events();
+    check::shadow_versions(&events).map_err(|v| format!("seed {seed}: {v}faults: {schedule}"))?;
+    let replicas = replica_states(&states);
+    check::replicas_identical(&replicas)
+        .map_err(|e| format!("seed {seed}: {e}\nfaults: {schedule}"))?;
+    Ok(Report {
+        operations: events.len(),
+        acknowledged: events
+            .iter()
+            .filter(|e| matches!(e.outcome, Outcome::Ok(_)))
+            .count(),
+        faults,
+    })
+}
+
+fn heal(names: &[String]) {
+    for a in names {
+        for b in names {
+            if a < b {
+                turmoil::repair(a.as_str(), b.as_str());
+            }
+        }
+    }
+}
+
+/// (node, applied index, state digest) of every node.
+fn replica_states(states: &Mutex<BTreeMap<u64, SharedState>>) -> Vec<(u64, Option<u64>, String)> {
+    states
+        .lock()
+        .map(|m| {
+            m.iter()
+                .map(|(id, s)| (*id, s.read().last_applied.map(|l| l.index), s.digest()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
