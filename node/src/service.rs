@@ -31,10 +31,6 @@ pub struct ThingPage {
     pub next_token: Option<String>,
 }
 
-fn unexpected(outcome: &Applied) -> ApiError {
-    ApiError::unexpected(outcome)
-}
-
 impl<C: Connector> Service<C> {
     /// A service over `node`.
     pub fn new(node: RaftNode<C>, clock: SharedClock) -> Self {
@@ -103,7 +99,7 @@ impl<C: Connector> Service<C> {
         };
         match self.propose(command).await? {
             Applied::Thing(t) => Ok(t),
-            other => Err(unexpected(&other)),
+            other => Err(ApiError::unexpected(&other)),
         }
     }
 
@@ -126,7 +122,7 @@ impl<C: Connector> Service<C> {
         };
         match self.propose(command).await? {
             Applied::Thing(t) => Ok(t),
-            other => Err(unexpected(&other)),
+            other => Err(ApiError::unexpected(&other)),
         }
     }
 
@@ -145,7 +141,7 @@ impl<C: Connector> Service<C> {
             .await?
         {
             Applied::ThingDeleted { .. } => Ok(()),
-            other => Err(unexpected(&other)),
+            other => Err(ApiError::unexpected(&other)),
         }
     }
 
@@ -195,7 +191,7 @@ impl<C: Connector> Service<C> {
         };
         match self.propose(command).await? {
             Applied::ShadowUpdated(u) => Ok(u.accepted),
-            other => Err(unexpected(&other)),
+            other => Err(ApiError::unexpected(&other)),
         }
     }
 
@@ -226,7 +222,7 @@ impl<C: Connector> Service<C> {
         };
         match self.propose(command).await? {
             Applied::ShadowDeleted(body) => Ok(body),
-            other => Err(unexpected(&other)),
+            other => Err(ApiError::unexpected(&other)),
         }
     }
 
