@@ -114,8 +114,27 @@ pub fn add_nodes(
                     ..Default::default()
                 };
                 let all = members(n);
-                let node =
-                    RaftNode::start(id, all[&id].clone(), &dir, options, TurmoilConnector).await?;
+                // After a crash the previous instance's RocksDB handle may still be
+                // closing on a blocking thread: retry the open for a while.
+                let mut attempts = 0;
+                let node = loop {
+                    match RaftNode::start(
+                        id,
+                        all[&id].clone(),
+                        &dir,
+                        options.clone(),
+                        TurmoilConnector,
+                    )
+                    .await
+                    {
+                        Ok(node) => break node,
+                        Err(_) if attempts < 500 => {
+                            attempts += 1;
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                };
                 states
                     .lock()
                     .map_err(|_| "poisoned")?
@@ -327,7 +346,50 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         });
     }
 
-    let result = sim.run();
+    // Crashes need `&mut Sim`, so they are applied between steps: twice during the
+    // workload a node is killed (its data kept) and restarted 1–4 s later.
+    let mut crash_rng = SeededRng::new(seed ^ 0xc4a5_11ed);
+    let mut crashes: Vec<(u64, u64, String)> = (0..2u64)
+        .map(|i| {
+            let slot = config.workload.as_millis() as u64 / 2;
+            let at = i * slot + 1000 + crash_rng.below(slot.saturating_sub(5000).max(1));
+            let down = 1000 + crash_rng.below(3000);
+            (
+                at,
+                at + down,
+                names[crash_rng.below(names.len() as u64) as usize].clone(),
+            )
+        })
+        .collect();
+    crashes.reverse();
+    let mut down: Option<(u64, String)> = None;
+    let result = loop {
+        match sim.step() {
+            Ok(true) => break Ok(()),
+            Ok(false) => {}
+            Err(e) => break Err(e),
+        }
+        let now = sim.elapsed().as_millis() as u64;
+        if let Some((until, host)) = &down {
+            if now >= *until {
+                sim.bounce(host.as_str());
+                faults
+                    .lock()
+                    .map(|mut f| f.push(format!("{now}ms restart {host}")))
+                    .unwrap_or(());
+                down = None;
+            }
+        } else if crashes.last().is_some_and(|(at, _, _)| now >= *at) {
+            if let Some((_, until, host)) = crashes.pop() {
+                sim.crash(host.as_str());
+                faults
+                    .lock()
+                    .map(|mut f| f.push(format!("{now}ms crash {host}")))
+                    .unwrap_or(());
+                down = Some((until, host));
+            }
+        }
+    };
     let faults = faults.lock().map(|f| f.clone()).unwrap_or_default();
     let schedule = faults.join(", ");
     result.map_err(|e| format!("seed {seed}: simulation failed: {e}\nfaults: {schedule}"))?;

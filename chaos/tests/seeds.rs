@@ -23,10 +23,11 @@ fn campaign(nodes: usize, default_seeds: u64) {
                     "seed {seed}: nothing was acknowledged: {report:?}"
                 );
                 eprintln!(
-                    "{nodes} nodes, seed {seed}: {} operations, {} acknowledged, {} faults",
+                    "{nodes} nodes, seed {seed}: {} operations, {} acknowledged, {} faults ({} crashes)",
                     report.operations,
                     report.acknowledged,
-                    report.faults.len()
+                    report.faults.len(),
+                    report.faults.iter().filter(|f| f.contains("crash")).count()
                 );
             }
             Err(e) => panic!(
