@@ -211,6 +211,19 @@ pub struct SimConfig {
     pub clients: usize,
     /// How long clients and nemesis run (simulated time).
     pub workload: Duration,
+    /// How clients read.
+    pub reads: ReadMode,
+}
+
+/// How simulated clients read a shadow's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Read-index through the node (it must lead), then read once its state has
+    /// applied that index: what the HTTP API does.
+    Linearizable,
+    /// Deliberately broken: read any node's local state without read-index. The
+    /// checkers must catch the stale reads this serves.
+    LocalUnsafe,
 }
 
 /// What a passing simulation did.
@@ -247,6 +260,8 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
     for client in 0..config.clients {
         let names = names.clone();
         let history = history.clone();
+        let states = states.clone();
+        let reads = config.reads;
         let workload = config.workload;
         let mut rng =
             SeededRng::new(seed ^ (client as u64 + 1).wrapping_mul(0x5851_f42d_4c95_7f2d));
@@ -256,27 +271,20 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
                 let key = keys[rng.below(keys.len() as u64) as usize];
                 let node = &names[rng.below(names.len() as u64) as usize];
                 let invoked_ms = now_ms();
-                n += 1;
-                let outcome =
-                    match forward(node, &update(key, client, n), Duration::from_secs(2)).await {
-                        Ok(ForwardResponse::Written(json)) => {
-                            match serde_json::from_str::<fleetcore_model::Outcome>(&json) {
-                                Ok(Ok(Applied::ShadowUpdated(u))) => u.accepted["version"]
-                                    .as_u64()
-                                    .map_or(Outcome::Unknown, Outcome::Ok),
-                                Ok(_) => Outcome::Failed,
-                                Err(_) => Outcome::Unknown,
-                            }
-                        }
-                        Ok(_) => Outcome::Unknown,
-                        // Not the leader, or not reachable: the write was not taken.
-                        Err(s) if s.code() == tonic::Code::Unavailable => Outcome::Failed,
-                        Err(_) => Outcome::Unknown,
-                    };
+                let node_id = names
+                    .iter()
+                    .position(|x| x == node)
+                    .map_or(0, |i| i as u64 + 1);
+                let (op, outcome) = if rng.below(10) < 7 {
+                    n += 1;
+                    (Op::Update, write(node, key, client, n).await)
+                } else {
+                    (Op::Read, read(node, node_id, key, reads, &states).await)
+                };
                 history.record(Event {
                     client,
                     key: key.to_string(),
-                    op: Op::Update,
+                    op,
                     invoked_ms,
                     completed_ms: now_ms(),
                     outcome,
@@ -430,4 +438,66 @@ fn replica_states(states: &Mutex<BTreeMap<u64, SharedState>>) -> Vec<(u64, Optio
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// One shadow update through `node`.
+async fn write(node: &str, key: &str, client: usize, n: u64) -> Outcome {
+    match forward(node, &update(key, client, n), Duration::from_secs(2)).await {
+        Ok(ForwardResponse::Written(json)) => {
+            match serde_json::from_str::<fleetcore_model::Outcome>(&json) {
+                Ok(Ok(Applied::ShadowUpdated(u))) => u.accepted["version"]
+                    .as_u64()
+                    .map_or(Outcome::Unknown, Outcome::Ok),
+                Ok(_) => Outcome::Failed,
+                Err(_) => Outcome::Unknown,
+            }
+        }
+        Ok(_) => Outcome::Unknown,
+        // Not the leader, or not reachable: the write was not taken.
+        Err(s) if s.code() == tonic::Code::Unavailable => Outcome::Failed,
+        Err(_) => Outcome::Unknown,
+    }
+}
+
+/// One read of `key`'s version on node `node_id`.
+async fn read(
+    node: &str,
+    node_id: u64,
+    key: &str,
+    mode: ReadMode,
+    states: &Mutex<BTreeMap<u64, SharedState>>,
+) -> Outcome {
+    let version_at = |min_applied: Option<u64>| -> Option<u64> {
+        let states = states.lock().ok()?;
+        let applied = states.get(&node_id)?.read();
+        if min_applied.is_some_and(|i| applied.last_applied.map_or(0, |l| l.index) < i) {
+            return None;
+        }
+        Some(
+            applied
+                .state
+                .shadow(&ShadowKey::classic(key))
+                .map_or(0, |r| r.version),
+        )
+    };
+    match mode {
+        ReadMode::LocalUnsafe => version_at(None).map_or(Outcome::Failed, Outcome::Ok),
+        ReadMode::Linearizable => {
+            let index =
+                match forward(node, &ForwardRequest::ReadIndex, Duration::from_secs(2)).await {
+                    Ok(ForwardResponse::ReadIndex(i)) => i,
+                    _ => return Outcome::Failed,
+                };
+            let give_up = now_ms() + 2000;
+            loop {
+                if let Some(v) = version_at(Some(index)) {
+                    return Outcome::Ok(v);
+                }
+                if now_ms() >= give_up {
+                    return Outcome::Unknown;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use fleetcore_chaos::sim::{run, SimConfig};
+use fleetcore_chaos::sim::{run, ReadMode, SimConfig};
 
 fn campaign(nodes: usize, default_seeds: u64) {
     for seed in fleetcore_chaos::seeds(default_seeds) {
@@ -15,6 +15,7 @@ fn campaign(nodes: usize, default_seeds: u64) {
             seed,
             clients: 3,
             workload: Duration::from_secs(20),
+            reads: ReadMode::Linearizable,
         };
         match run(&config) {
             Ok(report) => {
@@ -45,4 +46,28 @@ fn three_nodes_under_partitions() {
 #[test]
 fn five_nodes_under_partitions() {
     campaign(5, 6);
+}
+
+/// What: the harness catches a real bug. Reads served from local state without
+/// read-index return stale versions under partitions; the checkers must report a
+/// violation within a bounded number of seeds.
+#[test]
+fn broken_local_reads_are_caught() {
+    let mut caught = None;
+    for seed in 0..20 {
+        let config = SimConfig {
+            nodes: 3,
+            seed,
+            clients: 3,
+            workload: Duration::from_secs(20),
+            reads: ReadMode::LocalUnsafe,
+        };
+        if let Err(e) = run(&config) {
+            caught = Some((seed, e));
+            break;
+        }
+    }
+    let (seed, report) = caught.expect("20 seeds of unsafe local reads and no violation found");
+    assert!(report.contains("read"), "seed {seed}: {report}");
+    eprintln!("broken variant caught at seed {seed}:\n{report}");
 }
