@@ -1,4 +1,4 @@
-//! `fleetcore-chaos`: deterministic simulations of a Fleetcore cluster under faults,
+//! `chaos`: deterministic simulations of a Fleetcore cluster under faults,
 //! and the checkers that judge what the clients saw.
 //!
 //! Owns: the turmoil harness that runs the real node code ([`sim`]), the recorded
@@ -8,7 +8,7 @@
 //! Uses: fleetcore-raft, fleetcore-storage, fleetcore-model, turmoil.
 //! Must not be used by the `fleetcore` binary: turmoil switches on tokio's test-util.
 //!
-//! Replay one seed: `FLEETCORE_SEED=n cargo test -p fleetcore-chaos`.
+//! Replay one seed: `FLEETCORE_SEED=n cargo test -p chaos`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -1,7 +1,7 @@
 //! The checkers fail on known-bad histories and pass on good ones.
 
-use fleetcore_chaos::check::{replicas_identical, shadow_versions};
-use fleetcore_chaos::history::{Event, Op, Outcome};
+use chaos::check::{replicas_identical, shadow_versions};
+use chaos::history::{Event, Op, Outcome};
 
 fn ev(op: Op, invoked_ms: u64, completed_ms: u64, outcome: Outcome) -> Event {
     Event {

@@ -4,13 +4,13 @@
 //! majority elects a new leader and goes on, and after healing every replica holds
 //! identical state (same applied index, same state digest).
 //!
-//! Replay one seed with `FLEETCORE_SEED=n cargo test -p fleetcore-chaos --test partition`.
+//! Replay one seed with `FLEETCORE_SEED=n cargo test -p chaos --test partition`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fleetcore_chaos::sim::{add_nodes, forward, host_names, update};
+use chaos::sim::{add_nodes, forward, host_names, update};
 use fleetcore_model::{Applied, ShadowKey};
 use fleetcore_raft::wire::{ForwardRequest, ForwardResponse};
 use fleetcore_storage::SharedState;
@@ -137,7 +137,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
 
 #[test]
 fn partitioned_leader_commits_nothing_and_replicas_converge_after_healing() {
-    for seed in fleetcore_chaos::seeds(8) {
+    for seed in chaos::seeds(8) {
         if let Err(e) = run_seed(seed) {
             panic!("seed {seed} failed (replay: FLEETCORE_SEED={seed}): {e}");
         }

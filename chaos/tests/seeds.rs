@@ -2,14 +2,14 @@
 //! with concurrent shadow writers: no acknowledged update is lost, duplicated or
 //! reordered, and every replica is identical after healing.
 //!
-//! Replay one seed: `FLEETCORE_SEED=n cargo test -p fleetcore-chaos --test seeds`.
+//! Replay one seed: `FLEETCORE_SEED=n cargo test -p chaos --test seeds`.
 
 use std::time::Duration;
 
-use fleetcore_chaos::sim::{run, ReadMode, SimConfig};
+use chaos::sim::{run, ReadMode, SimConfig};
 
 fn campaign(nodes: usize, default_seeds: u64) {
-    for seed in fleetcore_chaos::seeds(default_seeds) {
+    for seed in chaos::seeds(default_seeds) {
         let config = SimConfig {
             nodes,
             seed,
@@ -31,9 +31,7 @@ fn campaign(nodes: usize, default_seeds: u64) {
                     report.faults.iter().filter(|f| f.contains("crash")).count()
                 );
             }
-            Err(e) => panic!(
-                "{e}\nreplay: FLEETCORE_SEED={seed} cargo test -p fleetcore-chaos --test seeds"
-            ),
+            Err(e) => panic!("{e}\nreplay: FLEETCORE_SEED={seed} cargo test -p chaos --test seeds"),
         }
     }
 }
