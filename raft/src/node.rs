@@ -361,7 +361,18 @@ impl<C: Connector> RaftNode<C> {
             }
             let attempt = match self.leader() {
                 Some((leader, _)) if leader == self.inner.id => {
-                    self.serve_forwarded(request.clone()).await
+                    // A leader cut off from its majority would wait for a commit (or a
+                    // quorum's heartbeat) indefinitely: bound it like a forwarded call.
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(remaining, self.serve_forwarded(request.clone()))
+                        .await
+                    {
+                        Ok(result) => result,
+                        Err(_) => Err(RaftError::Timeout(
+                            timeout,
+                            "a quorum to confirm the leader",
+                        )),
+                    }
                 }
                 Some((leader, info)) => self.send_forward(leader, &info, &request, deadline).await,
                 None => Err(RaftError::NoLeader("no leader elected yet".into())),

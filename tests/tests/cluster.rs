@@ -329,6 +329,36 @@ async fn isolated_follower_refuses_linearizable_reads_in_bounded_time() -> anyho
     Ok(())
 }
 
+/// What: a leader cut off from both followers (they are SIGSTOPped) answers writes
+/// and linearizable reads with 503 within a bounded time instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_leader_answers_within_bounded_time() -> anyhow::Result<()> {
+    let _serial = serial().await;
+    let c = Cluster::start(3, &[])?;
+    let leader = c.agreed_leader(&[1, 2, 3], ELECTION).await?;
+    let r = update_shadow(&c, leader, "q", json!({"state": {"reported": {"x": 1}}})).await?;
+    assert_eq!(r.status(), 200);
+    for id in others(&[1, 2, 3], leader) {
+        c.node(id).pause(true);
+    }
+    let started = Instant::now();
+    let w = update_shadow(&c, leader, "q", json!({"state": {"reported": {"x": 2}}})).await?;
+    assert_eq!(w.status(), 503, "{}", w.text().await?);
+    let r = c
+        .http
+        .get(format!("{}/things/q/shadow", c.node(leader).url()))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 503, "{}", r.text().await?);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    for id in [1, 2, 3] {
+        c.node(id).pause(false);
+    }
+    c.converged(&[1, 2, 3], CATCH_UP).await?;
+    Ok(())
+}
+
 /// What: SIGTERM on the leader hands leadership over before the process exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_leader_hands_over_leadership() -> anyhow::Result<()> {
