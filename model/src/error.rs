@@ -42,6 +42,16 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// `VersionConflict` unless `expected` is absent or equals `current`.
+    pub fn check_version(expected: Option<u64>, current: u64) -> Result<(), Rejection> {
+        match expected {
+            Some(requested) if requested != current => {
+                Err(Rejection::VersionConflict { requested, current })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Shorthand for [`Rejection::Invalid`].
     pub fn invalid(message: impl Into<String>) -> Self {
         Rejection::Invalid(message.into())

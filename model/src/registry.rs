@@ -142,14 +142,7 @@ pub(crate) fn update(
             what: format!("thing '{name}'"),
         });
     };
-    if let Some(expected) = expected_version {
-        if expected != old.version {
-            return Err(Rejection::VersionConflict {
-                requested: expected,
-                current: old.version,
-            });
-        }
-    }
+    Rejection::check_version(expected_version, old.version)?;
     if remove_thing_type && thing_type_name.is_some() {
         return Err(Rejection::invalid(
             "removeThingType and thingTypeName cannot be given together",
@@ -179,13 +172,6 @@ pub(crate) fn delete(
     let Some(old) = existing else {
         return Ok(false);
     };
-    if let Some(expected) = expected_version {
-        if expected != old.version {
-            return Err(Rejection::VersionConflict {
-                requested: expected,
-                current: old.version,
-            });
-        }
-    }
+    Rejection::check_version(expected_version, old.version)?;
     Ok(true)
 }

@@ -404,14 +404,7 @@ impl ShadowRecord {
         ts: u64,
     ) -> Result<ShadowUpdated, Rejection> {
         key.check()?;
-        if let Some(expected) = request.version {
-            if expected != self.version {
-                return Err(Rejection::VersionConflict {
-                    requested: expected,
-                    current: self.version,
-                });
-            }
-        }
+        Rejection::check_version(request.version, self.version)?;
         let previous = self.documents_entry();
         let mut doc = self.document.clone().unwrap_or_default();
         let mut accepted_state = Map::new();
@@ -536,14 +529,7 @@ impl ShadowRecord {
         if self.document.is_none() {
             return Err(key.not_found());
         }
-        if let Some(expected) = expected_version {
-            if expected != self.version {
-                return Err(Rejection::VersionConflict {
-                    requested: expected,
-                    current: self.version,
-                });
-            }
-        }
+        Rejection::check_version(expected_version, self.version)?;
         self.document = None;
         let mut body = json!({ "version": self.version, "timestamp": ts });
         if let (Some(t), Value::Object(m)) = (client_token, &mut body) {

@@ -305,14 +305,7 @@ impl State {
                     .thing_groups
                     .get(name)
                     .ok_or_else(|| thing_group::not_found(name))?;
-                if let Some(expected) = expected_version {
-                    if *expected != old.version {
-                        return Err(Rejection::VersionConflict {
-                            requested: *expected,
-                            current: old.version,
-                        });
-                    }
-                }
+                Rejection::check_version(*expected_version, old.version)?;
                 let mut group = old.clone();
                 if let Some(d) = description {
                     group.description = Some(d.clone());
@@ -334,14 +327,7 @@ impl State {
                     // As in AWS, deleting a group that does not exist succeeds.
                     return Ok(Applied::Done);
                 };
-                if let Some(expected) = expected_version {
-                    if *expected != old.version {
-                        return Err(Rejection::VersionConflict {
-                            requested: *expected,
-                            current: old.version,
-                        });
-                    }
-                }
+                Rejection::check_version(*expected_version, old.version)?;
                 if let Some(child) = self
                     .thing_groups
                     .values()
