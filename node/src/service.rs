@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use fleetcore_model::shadow::ShadowUpdateRequest;
 use fleetcore_model::{
-    limits, names, Applied, AttributeUpdate, Command, Outcome, ShadowKey, Thing, ThingQuery,
+    names, Applied, AttributeUpdate, Command, Outcome, ShadowKey, Thing, ThingQuery,
 };
 use fleetcore_raft::{Connector, RaftNode};
 use serde_json::Value;
@@ -162,15 +162,8 @@ impl<C: Connector> Service<C> {
         &self,
         query: &ThingQuery,
         next_token: Option<&str>,
-        max_results: Option<usize>,
+        limit: usize,
     ) -> Result<ThingPage, ApiError> {
-        let limit = max_results.unwrap_or(limits::LIST_PAGE_MAX);
-        if limit == 0 || limit > limits::LIST_PAGE_MAX {
-            return Err(ApiError::invalid(format!(
-                "maxResults must be between 1 and {}",
-                limits::LIST_PAGE_MAX
-            )));
-        }
         self.node.linearizable_read().await?;
         let applied = self.node.state().read();
         let (things, next_token) = applied.state.list_things(query, next_token, limit);

@@ -144,3 +144,14 @@ pub(crate) fn page_size(requested: Option<usize>, max: usize) -> Result<usize, A
         ))),
     }
 }
+
+/// Adds `nextToken` to a list answer when more pages remain.
+pub(crate) fn with_next_token(
+    mut body: serde_json::Value,
+    next: Option<String>,
+) -> serde_json::Value {
+    if let Some(token) = next {
+        body["nextToken"] = serde_json::Value::String(token);
+    }
+    body
+}

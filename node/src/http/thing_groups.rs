@@ -10,7 +10,7 @@ use fleetcore_raft::Connector;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{json_body, page_size, AttributePayload, AwsQuery};
+use super::{json_body, page_size, with_next_token, AttributePayload, AwsQuery};
 use crate::error::ApiError;
 use crate::service::Service;
 
@@ -165,13 +165,12 @@ pub(crate) async fn list<C: Connector>(
             )
         })
         .await?;
-    let mut body = json!({ "thingGroups": groups.iter()
+    Ok(Json(with_next_token(
+        json!({ "thingGroups": groups.iter()
         .map(|g| json!({ "groupName": g.name, "groupArn": service.arn("thinggroup", &g.name) }))
-        .collect::<Vec<_>>() });
-    if let Some(n) = next {
-        body["nextToken"] = json!(n);
-    }
-    Ok(Json(body))
+        .collect::<Vec<_>>() }),
+        next,
+    )))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -261,11 +260,7 @@ pub(crate) async fn things_in_group<C: Connector>(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Thing group {name} cannot be found.")))?;
     let (things, next) = name_page(found, q.next_token.as_deref(), limit);
-    let mut body = json!({ "things": things });
-    if let Some(n) = next {
-        body["nextToken"] = json!(n);
-    }
-    Ok(Json(body))
+    Ok(Json(with_next_token(json!({ "things": things }), next)))
 }
 
 pub(crate) async fn groups_for_thing<C: Connector>(
@@ -280,11 +275,10 @@ pub(crate) async fn groups_for_thing<C: Connector>(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Thing {thing} cannot be found.")))?;
     let (groups, next) = name_page(found, q.next_token.as_deref(), limit);
-    let mut body = json!({ "thingGroups": groups.iter()
+    Ok(Json(with_next_token(
+        json!({ "thingGroups": groups.iter()
         .map(|g| json!({ "groupName": g, "groupArn": service.arn("thinggroup", g) }))
-        .collect::<Vec<_>>() });
-    if let Some(n) = next {
-        body["nextToken"] = json!(n);
-    }
-    Ok(Json(body))
+        .collect::<Vec<_>>() }),
+        next,
+    )))
 }

@@ -9,7 +9,7 @@ use fleetcore_raft::Connector;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{json_body, page_size, AwsQuery};
+use super::{json_body, page_size, with_next_token, AwsQuery};
 use crate::error::ApiError;
 use crate::service::Service;
 
@@ -99,11 +99,10 @@ pub(crate) async fn list<C: Connector>(
     let (types, next) = service
         .read(|s| s.list_thing_types(q.thing_type_name.as_deref(), q.next_token.as_deref(), limit))
         .await?;
-    let mut body = json!({ "thingTypes": types.iter().map(|t| describe_json(&service, t)).collect::<Vec<_>>() });
-    if let Some(n) = next {
-        body["nextToken"] = json!(n);
-    }
-    Ok(Json(body))
+    Ok(Json(with_next_token(
+        json!({ "thingTypes": types.iter().map(|t| describe_json(&service, t)).collect::<Vec<_>>() }),
+        next,
+    )))
 }
 
 #[derive(Debug, Default, Deserialize)]

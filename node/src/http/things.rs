@@ -8,7 +8,7 @@ use fleetcore_raft::Connector;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{json_body, AttributePayload, AwsQuery};
+use super::{json_body, page_size, with_next_token, AttributePayload, AwsQuery};
 use crate::error::ApiError;
 use crate::service::Service;
 
@@ -126,7 +126,11 @@ pub(crate) async fn list<C: Connector>(
         thing_type_name: q.thing_type_name,
     };
     let page = service
-        .list_things(&filter, q.next_token.as_deref(), q.max_results)
+        .list_things(
+            &filter,
+            q.next_token.as_deref(),
+            page_size(q.max_results, fleetcore_model::limits::LIST_PAGE_MAX)?,
+        )
         .await?;
     let things: Vec<Value> = page
         .things
@@ -144,9 +148,8 @@ pub(crate) async fn list<C: Connector>(
             v
         })
         .collect();
-    let mut body = json!({ "things": things });
-    if let Some(token) = page.next_token {
-        body["nextToken"] = json!(token);
-    }
-    Ok(Json(body))
+    Ok(Json(with_next_token(
+        json!({ "things": things }),
+        page.next_token,
+    )))
 }
