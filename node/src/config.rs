@@ -20,6 +20,8 @@ pub struct Config {
     pub http_addr: String,
     /// Raft gRPC listen address.
     pub raft_addr: String,
+    /// MQTT (plain TCP) listen address; empty = no plain MQTT listener.
+    pub mqtt_addr: String,
     /// Address other nodes use to reach this node's gRPC (defaults to `raft_addr`).
     pub advertise_raft_addr: String,
     /// Address clients and peers use for this node's HTTP API (defaults to `http_addr`).
@@ -51,6 +53,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             http_addr: "127.0.0.1:8080".into(),
             raft_addr: "127.0.0.1:7000".into(),
+            mqtt_addr: "127.0.0.1:1883".into(),
             advertise_raft_addr: String::new(),
             advertise_http_addr: String::new(),
             initial_cluster: BTreeMap::new(),
@@ -74,6 +77,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub http_addr: Option<String>,
     pub raft_addr: Option<String>,
+    pub mqtt_addr: Option<String>,
     pub advertise_raft_addr: Option<String>,
     pub advertise_http_addr: Option<String>,
     pub initial_cluster: Option<String>,
@@ -112,6 +116,7 @@ impl Config {
             advertise_http_addr: pick!(advertise_http_addr).unwrap_or_else(|| http_addr.clone()),
             raft_addr,
             http_addr,
+            mqtt_addr: pick!(mqtt_addr).unwrap_or(d.mqtt_addr),
             initial_cluster,
             cluster_name: pick!(cluster_name),
             join: pick!(join),

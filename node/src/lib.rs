@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod mqtt;
 pub mod service;
 pub mod telemetry;
 
@@ -26,8 +27,11 @@ use fleetcore_storage::StorageOptions;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::clock::SystemClock;
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::mqtt::authorize::AllowAll;
+use crate::mqtt::link::LinkReceiver;
+use crate::mqtt::{Broker, MqttLimits};
 use crate::service::Service;
 
 /// Runs a node until `shutdown` resolves; then a leader hands over leadership and
@@ -42,6 +46,15 @@ pub async fn run(
     let http_listener = TcpListener::bind(&config.http_addr)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
+    let mqtt_listener = if config.mqtt_addr.is_empty() {
+        None
+    } else {
+        Some(
+            TcpListener::bind(&config.mqtt_addr)
+                .await
+                .with_context(|| format!("cannot listen for MQTT on {}", config.mqtt_addr))?,
+        )
+    };
     let info = NodeInfo {
         raft_addr: config.advertise_raft_addr.clone(),
         http_addr: config.advertise_http_addr.clone(),
@@ -77,7 +90,17 @@ pub async fn run(
         "node started"
     );
 
+    let clock: SharedClock = Arc::new(SystemClock);
+    let broker = Broker::new(
+        config.node_id,
+        MqttLimits::default(),
+        clock.clone(),
+        Arc::new(AllowAll),
+    );
+    node.set_relay_handler(Arc::new(LinkReceiver::new(broker.clone())));
+
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (mqtt_stop_tx, mqtt_stop_rx) = watch::channel(false);
     let wait_stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
@@ -90,7 +113,26 @@ pub async fn run(
 
     form_cluster(&config, &node, info).await?;
 
-    let service = Service::new(node.clone(), Arc::new(SystemClock));
+    let service = Service::new(node.clone(), clock, broker.clone());
+    mqtt::install_reserved(&service);
+    let links = mqtt::link::spawn_link_manager(node.clone(), broker.clone());
+    let reaper = tokio::spawn({
+        let broker = broker.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                broker.expire_sessions();
+            }
+        }
+    });
+    let mqtt_server = mqtt_listener.map(|l| {
+        tracing::info!(mqtt = %config.mqtt_addr, "MQTT listening");
+        tokio::spawn(mqtt::listener::serve_tcp(
+            l,
+            broker.clone(),
+            wait_stop(mqtt_stop_rx.clone()),
+        ))
+    });
     let app = http::router(service);
     let http_server = tokio::spawn({
         let stop = wait_stop(stop_rx.clone());
@@ -120,6 +162,13 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down");
     register.abort();
+    links.abort();
+    reaper.abort();
+    let _ = mqtt_stop_tx.send(true);
+    broker.kick_all();
+    if let Some(m) = mqtt_server {
+        let _ = tokio::time::timeout(Duration::from_secs(5), m).await;
+    }
     node.shutdown().await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), http_server).await;

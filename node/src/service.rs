@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use fleetcore_model::shadow::ShadowUpdateRequest;
+use fleetcore_model::shadow::{ShadowUpdateRequest, ShadowUpdated};
 use fleetcore_model::{
     names, Applied, AttributeUpdate, Command, Outcome, ShadowKey, Thing, ThingQuery,
 };
@@ -12,12 +12,14 @@ use serde_json::Value;
 
 use crate::clock::SharedClock;
 use crate::error::ApiError;
+use crate::mqtt::Broker;
 
 /// Registry and shadow operations. Cheap to clone.
 #[derive(Clone)]
 pub struct Service<C: Connector> {
     node: RaftNode<C>,
     clock: SharedClock,
+    broker: Broker,
     /// Region and account shown in ARNs.
     arn_prefix: String,
 }
@@ -33,10 +35,11 @@ pub struct ThingPage {
 
 impl<C: Connector> Service<C> {
     /// A service over `node`.
-    pub fn new(node: RaftNode<C>, clock: SharedClock) -> Self {
+    pub fn new(node: RaftNode<C>, clock: SharedClock, broker: Broker) -> Self {
         Service {
             node,
             clock,
+            broker,
             arn_prefix: "arn:aws:iot:local:000000000000".into(),
         }
     }
@@ -44,6 +47,11 @@ impl<C: Connector> Service<C> {
     /// The Raft node.
     pub fn node(&self) -> &RaftNode<C> {
         &self.node
+    }
+
+    /// The MQTT broker of this node.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
     }
 
     /// The ARN of a thing.
@@ -172,18 +180,41 @@ impl<C: Connector> Service<C> {
 
     /// UpdateThingShadow: returns the `/update/accepted` document.
     pub async fn update_shadow(&self, key: ShadowKey, body: &[u8]) -> Result<Value, ApiError> {
+        self.update_shadow_full(key, body).await.map(|u| u.accepted)
+    }
+
+    /// UpdateThingShadow with every body it produced; `/update/accepted`,
+    /// `/update/documents` and `/update/delta` are published on MQTT after the
+    /// commit, whichever API the update came from.
+    pub async fn update_shadow_full(
+        &self,
+        key: ShadowKey,
+        body: &[u8],
+    ) -> Result<ShadowUpdated, ApiError> {
         key.check()?;
         // Parse here too, so bad input never reaches the log.
         ShadowUpdateRequest::parse(body)?;
         let request = String::from_utf8(body.to_vec())
             .map_err(|_| ApiError::invalid("Payload is not UTF-8"))?;
+        let key_for_topic = key.clone();
         let command = Command::UpdateShadow {
             key,
             request,
             at_ms: self.clock.now_ms(),
         };
         match self.propose(command).await? {
-            Applied::ShadowUpdated(u) => Ok(u.accepted),
+            Applied::ShadowUpdated(u) => {
+                let prefix = shadow_topic(&key_for_topic);
+                self.broker
+                    .publish_json(format!("{prefix}/update/accepted"), &u.accepted);
+                self.broker
+                    .publish_json(format!("{prefix}/update/documents"), &u.documents);
+                if let Some(delta) = &u.delta {
+                    self.broker
+                        .publish_json(format!("{prefix}/update/delta"), delta);
+                }
+                Ok(u)
+            }
             other => Err(ApiError::unexpected(&other)),
         }
     }
@@ -205,16 +236,22 @@ impl<C: Connector> Service<C> {
         &self,
         key: ShadowKey,
         expected_version: Option<u64>,
+        client_token: Option<String>,
     ) -> Result<Value, ApiError> {
         key.check()?;
+        let prefix = shadow_topic(&key);
         let command = Command::DeleteShadow {
             key,
             expected_version,
-            client_token: None,
+            client_token,
             at_ms: self.clock.now_ms(),
         };
         match self.propose(command).await? {
-            Applied::ShadowDeleted(body) => Ok(body),
+            Applied::ShadowDeleted(body) => {
+                self.broker
+                    .publish_json(format!("{prefix}/delete/accepted"), &body);
+                Ok(body)
+            }
             other => Err(ApiError::unexpected(&other)),
         }
     }
@@ -224,5 +261,15 @@ impl<C: Connector> Service<C> {
         names::check_thing_name(thing)?;
         self.node.linearizable_read().await?;
         Ok(self.node.state().read().state.named_shadows(thing))
+    }
+}
+
+/// The MQTT topic prefix of a shadow: `$aws/things/{thing}/shadow` or
+/// `$aws/things/{thing}/shadow/name/{name}`.
+pub fn shadow_topic(key: &ShadowKey) -> String {
+    if key.name.is_empty() {
+        format!("$aws/things/{}/shadow", key.thing)
+    } else {
+        format!("$aws/things/{}/shadow/name/{}", key.thing, key.name)
     }
 }

@@ -29,4 +29,7 @@ pub enum RaftError {
     /// A peer belongs to another cluster.
     #[error("cluster mismatch: {0}")]
     ClusterMismatch(String),
+    /// A node-to-node relay stream broke or was refused.
+    #[error("node link: {0}")]
+    PeerLink(String),
 }

@@ -29,7 +29,7 @@ pub mod pb {
 
 pub use error::RaftError;
 pub use fleetcore_storage::{NodeInfo, TypeConfig};
-pub use node::{ClusterStatus, MemberStatus, RaftNode, RaftOptions};
+pub use node::{ClusterStatus, MemberStatus, RaftNode, RaftOptions, RelayHandler};
 pub use transport::{Connector, TcpConnector};
 
 /// The openraft handle with Fleetcore's types.

@@ -110,6 +110,16 @@ struct Inner<C: Connector> {
     network: Network<C>,
     cluster: ClusterId,
     options: RaftOptions,
+    relay: std::sync::OnceLock<Arc<dyn RelayHandler>>,
+}
+
+/// Receives the `Relay` streams of peers: non-Raft node-to-node traffic, opaque
+/// to this crate.
+pub trait RelayHandler: Send + Sync + 'static {
+    /// One message of stream `stream` from node `from`.
+    fn message(&self, from: u64, stream: u64, data: &[u8]);
+    /// Stream `stream` from node `from` ended.
+    fn closed(&self, from: u64, stream: u64);
 }
 
 /// A running Raft node. Cheap to clone.
@@ -168,6 +178,7 @@ impl<C: Connector> RaftNode<C> {
                 network,
                 cluster,
                 options,
+                relay: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -243,6 +254,38 @@ impl<C: Connector> RaftNode<C> {
     /// The cluster identity.
     pub fn cluster(&self) -> &ClusterId {
         &self.inner.cluster
+    }
+
+    /// Installs the handler of peers' relay streams (once).
+    pub fn set_relay_handler(&self, handler: Arc<dyn RelayHandler>) {
+        let _ = self.inner.relay.set(handler);
+    }
+
+    /// The relay handler, if installed.
+    pub fn relay_handler(&self) -> Option<Arc<dyn RelayHandler>> {
+        self.inner.relay.get().cloned()
+    }
+
+    /// Streams `messages` to the peer at `addr` over one `Relay` call; returns when
+    /// the stream ends or breaks.
+    pub async fn relay_to(
+        &self,
+        addr: &str,
+        messages: impl futures::Stream<Item = Vec<u8>> + Send + 'static,
+    ) -> Result<(), RaftError> {
+        use futures::StreamExt;
+        let mut client = self.inner.network.client(addr);
+        let mut request = self
+            .inner
+            .network
+            .request(messages.map(|data| Blob { data }), Duration::from_secs(0));
+        // A relay stream lives as long as the link: no deadline.
+        request.metadata_mut().remove("grpc-timeout");
+        client
+            .relay(request)
+            .await
+            .map(|_| ())
+            .map_err(|s| RaftError::PeerLink(s.message().to_string()))
     }
 
     fn leader(&self) -> Option<(u64, NodeInfo)> {

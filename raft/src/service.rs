@@ -41,6 +41,10 @@ where
         .await
 }
 
+/// Numbers relay streams, so a handler can tell a late close of an old stream
+/// from the current one.
+static RELAY_STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 struct Service<C: Connector> {
     node: RaftNode<C>,
 }
@@ -160,6 +164,32 @@ impl<C: Connector> RaftService for Service<C> {
             }
         })?;
         reply::<ForwardResponse>(&response)
+    }
+
+    async fn relay(&self, request: Request<Streaming<Blob>>) -> Result<Response<Blob>, Status> {
+        self.check_cluster(&request)?;
+        let from: u64 = request
+            .metadata()
+            .get(wire::FROM_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Status::invalid_argument("relay stream without sender id"))?;
+        let handler = self
+            .node
+            .relay_handler()
+            .ok_or_else(|| Status::unavailable("this node does not relay yet"))?;
+        let stream_id = RELAY_STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut messages = request.into_inner();
+        let result = loop {
+            match messages.message().await {
+                Ok(Some(blob)) => handler.message(from, stream_id, &blob.data),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        handler.closed(from, stream_id);
+        result?;
+        Ok(Response::new(Blob::default()))
     }
 
     async fn hello(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {

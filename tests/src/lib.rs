@@ -85,6 +85,8 @@ pub struct NodeProcess {
     pub http_addr: String,
     /// host:port of Raft gRPC.
     pub raft_addr: String,
+    /// host:port of MQTT.
+    pub mqtt_addr: String,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Extra arguments (e.g. --initial-cluster, --join).
@@ -101,11 +103,20 @@ impl NodeProcess {
             id,
             http_addr: format!("127.0.0.1:{}", free_port()),
             raft_addr: format!("127.0.0.1:{}", free_port()),
+            mqtt_addr: format!("127.0.0.1:{}", free_port()),
             log: root.join(format!("node{id}.log")),
             data_dir,
             args,
             child: None,
         }
+    }
+
+    /// MQTT port.
+    pub fn mqtt_port(&self) -> u16 {
+        self.mqtt_addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Base URL of the HTTP API.
@@ -129,6 +140,8 @@ impl NodeProcess {
                 &self.http_addr,
                 "--raft-addr",
                 &self.raft_addr,
+                "--mqtt-addr",
+                &self.mqtt_addr,
             ])
             .args(&self.args)
             .env("RUST_LOG", "info,openraft=warn")

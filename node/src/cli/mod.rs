@@ -69,6 +69,9 @@ struct ServeArgs {
     /// Raft gRPC listen address [default: 127.0.0.1:7000].
     #[arg(long, env = "FLEETCORE_RAFT_ADDR")]
     raft_addr: Option<String>,
+    /// MQTT listen address, empty for none [default: 127.0.0.1:1883].
+    #[arg(long, env = "FLEETCORE_MQTT_ADDR")]
+    mqtt_addr: Option<String>,
     /// Raft address peers dial [default: --raft-addr].
     #[arg(long, env = "FLEETCORE_ADVERTISE_RAFT_ADDR")]
     advertise_raft_addr: Option<String>,
@@ -109,6 +112,7 @@ impl ServeArgs {
             data_dir: self.data_dir,
             http_addr: self.http_addr,
             raft_addr: self.raft_addr,
+            mqtt_addr: self.mqtt_addr,
             advertise_raft_addr: self.advertise_raft_addr,
             advertise_http_addr: self.advertise_http_addr,
             initial_cluster: self.initial_cluster,

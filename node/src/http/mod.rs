@@ -3,6 +3,7 @@
 
 mod cluster;
 pub use cluster::AddMember as AddMemberBody;
+mod publish;
 mod shadows;
 mod thing_groups;
 mod thing_types;
@@ -83,6 +84,8 @@ pub fn router<C: Connector>(service: Service<C>) -> Router {
             "/cluster/members/{id}",
             axum::routing::delete(cluster::remove_member::<C>),
         )
+        .route("/topics/{*topic}", post(publish::publish::<C>))
+        .route("/mqtt/stats", get(publish::stats::<C>))
         .route("/healthz", get(cluster::healthz))
         .route("/readyz", get(cluster::readyz::<C>))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))

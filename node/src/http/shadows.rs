@@ -65,7 +65,10 @@ pub(crate) async fn delete<C: Connector>(
 ) -> Result<Json<Value>, ApiError> {
     let key = key(thing, query);
     Ok(Json(
-        service.delete_shadow(key, None).await.map_err(data_plane)?,
+        service
+            .delete_shadow(key, None, None)
+            .await
+            .map_err(data_plane)?,
     ))
 }
 

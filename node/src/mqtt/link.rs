@@ -1,0 +1,374 @@
+//! Node-to-node links of the MQTT front: one long-lived gRPC stream from this node
+//! to each peer (the Raft service's `Relay`), carrying route changes, forwarded
+//! publishes and session claims. Each stream starts with this node's full route
+//! table, so a peer that reconnects after a partition converges.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use fleetcore_raft::{Connector, RaftNode, RelayHandler};
+
+use super::broker::{Broker, Delivery, SessionWire};
+use super::codec::{Message, MessageProps, Qos};
+use super::topic::ParsedFilter;
+
+/// Messages queued per peer before QoS 0 forwards are dropped.
+const PEER_QUEUE: usize = 100_000;
+
+/// A message as it crosses nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireMessage {
+    topic: String,
+    payload: Vec<u8>,
+    qos: u8,
+    retain: bool,
+    payload_format: Option<u8>,
+    /// Remaining expiry, seconds.
+    expiry_secs: Option<u32>,
+    content_type: Option<String>,
+    response_topic: Option<String>,
+    correlation_data: Option<Vec<u8>>,
+    user: Vec<(String, String)>,
+}
+
+impl WireMessage {
+    /// From a message about to be forwarded.
+    pub fn from_message(m: &Message, expires_at: Option<Instant>) -> Self {
+        let now = Instant::now();
+        WireMessage {
+            topic: m.topic.clone(),
+            payload: m.payload.to_vec(),
+            qos: m.qos as u8,
+            retain: m.retain,
+            payload_format: m.props.payload_format,
+            expiry_secs: expires_at.map(|at| {
+                u32::try_from(at.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX)
+            }),
+            content_type: m.props.content_type.clone(),
+            response_topic: m.props.response_topic.clone(),
+            correlation_data: m.props.correlation_data.as_ref().map(|b| b.to_vec()),
+            user: m.props.user.clone(),
+        }
+    }
+
+    /// From a queued delivery (session handover).
+    pub fn from_delivery(d: &Delivery) -> Self {
+        WireMessage::from_message(&d.message, d.expires_at)
+    }
+
+    /// When it expires, counted from `now`.
+    pub fn expires_at(&self, now: Instant) -> Option<Instant> {
+        self.expiry_secs
+            .map(|s| now + Duration::from_secs(u64::from(s)))
+    }
+
+    /// Back into a message.
+    pub fn into_message(self) -> Message {
+        Message {
+            topic: self.topic,
+            payload: Bytes::from(self.payload),
+            qos: Qos::from_u8(self.qos).unwrap_or(Qos::AtMostOnce),
+            retain: self.retain,
+            props: MessageProps {
+                payload_format: self.payload_format,
+                message_expiry: self.expiry_secs,
+                content_type: self.content_type,
+                response_topic: self.response_topic,
+                correlation_data: self.correlation_data.map(Bytes::from),
+                user: self.user,
+            },
+        }
+    }
+
+    /// Into a delivery for a session queue.
+    pub fn into_delivery(self, now: Instant) -> Delivery {
+        let expires_at = self.expires_at(now);
+        Delivery {
+            message: self.into_message(),
+            subscription_ids: Vec::new(),
+            expires_at,
+        }
+    }
+}
+
+/// What one node tells another.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LinkMessage {
+    /// First message of every stream: the sender's whole route table.
+    Routes {
+        /// Sender.
+        node: u64,
+        /// Its routes.
+        routes: Vec<ParsedFilter>,
+    },
+    /// The sender has a first subscriber for this filter.
+    RouteAdd(ParsedFilter),
+    /// The sender's last subscriber for this filter left.
+    RouteDel(ParsedFilter),
+    /// A publish for the receiver's subscribers.
+    Publish {
+        /// The message.
+        message: WireMessage,
+        /// Client id of the publisher (for no-local).
+        publisher: Option<String>,
+        /// Share groups (group, filter) the receiver delivers this message to.
+        shared: Vec<(String, String)>,
+    },
+    /// The sender has a new connection for this client id.
+    Claim {
+        /// Client id.
+        client_id: String,
+        /// Claiming node.
+        node: u64,
+        /// Hand over a persistent session.
+        want_state: bool,
+    },
+    /// Answer to a claim that wants the state.
+    ClaimReply {
+        /// Client id.
+        client_id: String,
+        /// Answering node.
+        from: u64,
+        /// The session, if the answering node had it.
+        state: Option<SessionWire>,
+    },
+}
+
+struct Peer {
+    tx: mpsc::Sender<LinkMessage>,
+    connected: Arc<AtomicBool>,
+    addr: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Outgoing links to peers.
+#[derive(Default)]
+pub struct Links {
+    peers: Mutex<HashMap<u64, Peer>>,
+}
+
+impl Links {
+    /// Queues a message for one peer; false when there is no link or its queue is
+    /// full.
+    pub fn send(&self, node: u64, message: LinkMessage) -> bool {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        match peers.get(&node) {
+            Some(p) => p.tx.try_send(message).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Queues a message for every peer.
+    pub fn broadcast(&self, message: LinkMessage) {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        for p in peers.values() {
+            if p.tx.try_send(message.clone()).is_err() {
+                tracing::warn!("peer link queue full, a route change waits for the next resync");
+            }
+        }
+    }
+
+    /// Is the stream to `node` up?
+    pub fn is_connected(&self, node: u64) -> bool {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers
+            .get(&node)
+            .is_some_and(|p| p.connected.load(Ordering::Relaxed))
+    }
+}
+
+/// Keeps one outgoing stream per cluster member, following membership changes.
+pub fn spawn_link_manager<C: Connector>(
+    node: RaftNode<C>,
+    broker: Broker,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let members: HashMap<u64, String> = node
+                .status()
+                .members
+                .into_iter()
+                .filter(|m| m.id != node.id())
+                .map(|m| (m.id, m.raft_addr))
+                .collect();
+            {
+                let mut peers = broker
+                    .links()
+                    .peers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                peers.retain(|id, p| {
+                    let keep = members.get(id) == Some(&p.addr);
+                    if !keep {
+                        p.task.abort();
+                    }
+                    keep
+                });
+                for (id, addr) in members {
+                    if peers.contains_key(&id) {
+                        continue;
+                    }
+                    let (tx, rx) = mpsc::channel(PEER_QUEUE);
+                    let connected = Arc::new(AtomicBool::new(false));
+                    let task = tokio::spawn(run_peer(
+                        node.clone(),
+                        broker.clone(),
+                        addr.clone(),
+                        rx,
+                        connected.clone(),
+                    ));
+                    peers.insert(
+                        id,
+                        Peer {
+                            tx,
+                            connected,
+                            addr,
+                            task,
+                        },
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+async fn run_peer<C: Connector>(
+    node: RaftNode<C>,
+    broker: Broker,
+    addr: String,
+    rx: mpsc::Receiver<LinkMessage>,
+    connected: Arc<AtomicBool>,
+) {
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    loop {
+        let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(1024);
+        let hello = LinkMessage::Routes {
+            node: broker.node_id(),
+            routes: broker.local_routes(),
+        };
+        let Ok(first) = encode(&hello) else {
+            return;
+        };
+        if out_tx.send(first).await.is_err() {
+            return;
+        }
+        // Pump queued messages into the stream while it lives.
+        let pump = {
+            let rx = rx.clone();
+            let connected = connected.clone();
+            tokio::spawn(async move {
+                let mut rx = rx.lock().await;
+                while let Some(m) = rx.recv().await {
+                    let Ok(bytes) = encode(&m) else { continue };
+                    if out_tx.send(bytes).await.is_err() {
+                        break;
+                    }
+                    connected.store(true, Ordering::Relaxed);
+                }
+            })
+        };
+        connected.store(true, Ordering::Relaxed);
+        let result = node
+            .relay_to(&addr, tokio_stream::wrappers::ReceiverStream::new(out_rx))
+            .await;
+        connected.store(false, Ordering::Relaxed);
+        pump.abort();
+        let _ = pump.await;
+        if let Err(e) = result {
+            tracing::debug!(peer = %addr, error = %e, "node link down, reconnecting");
+        }
+        // Drop what queued while the link was down: a fresh route table goes
+        // first on the next stream, and publishes are not held for a dead peer.
+        {
+            let mut rx = rx.lock().await;
+            while rx.try_recv().is_ok() {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn encode(m: &LinkMessage) -> Result<Vec<u8>, String> {
+    bincode::serde::encode_to_vec(m, bincode::config::standard()).map_err(|e| e.to_string())
+}
+
+fn decode(b: &[u8]) -> Result<LinkMessage, String> {
+    bincode::serde::decode_from_slice(b, bincode::config::standard())
+        .map(|(m, _)| m)
+        .map_err(|e| e.to_string())
+}
+
+/// Receives peers' streams (installed into the Raft node's relay service).
+pub struct LinkReceiver {
+    broker: Broker,
+    /// The stream each peer's routes came on: a late close of an older stream
+    /// must not erase the routes of the newer one.
+    current: Mutex<HashMap<u64, u64>>,
+}
+
+impl LinkReceiver {
+    /// A receiver feeding `broker`.
+    pub fn new(broker: Broker) -> Self {
+        LinkReceiver {
+            broker,
+            current: Mutex::default(),
+        }
+    }
+}
+
+impl RelayHandler for LinkReceiver {
+    fn message(&self, from: u64, stream: u64, data: &[u8]) {
+        let message = match decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(peer = from, error = %e, "undecodable node-link message");
+                return;
+            }
+        };
+        match message {
+            LinkMessage::Routes { routes, .. } => {
+                self.current
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(from, stream);
+                self.broker.peer_routes_reset(from, routes)
+            }
+            LinkMessage::RouteAdd(k) => self.broker.peer_route(from, k, true),
+            LinkMessage::RouteDel(k) => self.broker.peer_route(from, k, false),
+            LinkMessage::Publish {
+                message,
+                publisher,
+                shared,
+            } => self.broker.deliver_forwarded(message, publisher, shared),
+            LinkMessage::Claim {
+                client_id,
+                node,
+                want_state,
+            } => {
+                let broker = self.broker.clone();
+                tokio::spawn(async move { broker.on_claim(client_id, node, want_state).await });
+            }
+            LinkMessage::ClaimReply {
+                client_id,
+                from,
+                state,
+            } => self.broker.on_claim_reply(&client_id, from, state),
+        }
+    }
+
+    fn closed(&self, from: u64, stream: u64) {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.get(&from) == Some(&stream) {
+            current.remove(&from);
+            drop(current);
+            self.broker.peer_gone(from);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Accept loops: each accepted stream becomes a session task. The rate limit
+//! (connections per second per listener) is enforced here; a refused client still
+//! gets a CONNACK that says why.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use super::broker::Broker;
+use super::session::{self, ConnInfo};
+
+/// Counts connections in one-second windows.
+struct RateLimit {
+    per_second: u32,
+    window_start: Instant,
+    count: u32,
+}
+
+impl RateLimit {
+    fn new(per_second: u32) -> Self {
+        RateLimit {
+            per_second,
+            window_start: Instant::now(),
+            count: 0,
+        }
+    }
+
+    /// True when this connection exceeds the rate.
+    fn exceeded(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count > self.per_second
+    }
+}
+
+/// Hands one accepted stream to a session task.
+pub fn spawn_session<S>(
+    stream: S,
+    peer: String,
+    listener: &'static str,
+    certificate: Option<String>,
+    rate_limited: bool,
+    broker: &Broker,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let info = ConnInfo {
+        peer,
+        listener,
+        certificate,
+        rate_limited,
+    };
+    tokio::spawn(session::serve(stream, info, broker.clone()));
+}
+
+/// Serves plain MQTT over TCP until `shutdown` resolves.
+pub async fn serve_tcp(listener: TcpListener, broker: Broker, shutdown: impl Future<Output = ()>) {
+    let mut rate = RateLimit::new(broker.limits().connections_per_second);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let limited = rate.exceeded();
+                    spawn_session(stream, addr.to_string(), "tcp", None, limited, &broker);
+                }
+                Err(e) => {
+                    // Out of file descriptors, typically: wait instead of spinning.
+                    tracing::warn!(error = %e, "MQTT accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,799 @@
+//! The MQTT front on a real 3-node cluster, with real clients (rumqttc 3.1.1 and
+//! 5): the cluster acts as one broker.
+// Helpers below are test code too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fleetcore_tests::{eventually, serial, Cluster};
+use rumqttc::v5::mqttbytes::v5::Packet as Packet5;
+use rumqttc::{Event, LastWill, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// What a test client saw.
+#[derive(Debug, Clone)]
+enum Seen {
+    ConnAck {
+        session_present: bool,
+    },
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        qos: u8,
+        retain: bool,
+    },
+    SubAck,
+    /// MQTT 5 DISCONNECT from the server, with its reason.
+    Disconnect(String),
+    /// The connection ended (error text).
+    Closed(String),
+}
+
+struct Client {
+    client: rumqttc::AsyncClient,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    task: JoinHandle<()>,
+}
+
+struct Client5 {
+    client: rumqttc::v5::AsyncClient,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    task: JoinHandle<()>,
+}
+
+fn v4_options(id: &str, port: u16) -> MqttOptions {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(30));
+    o
+}
+
+/// Connects a 3.1.1 client and waits for CONNACK. The event loop stops at the
+/// first error (no silent reconnects).
+async fn connect(options: MqttOptions) -> (Client, bool) {
+    let (client, mut el) = rumqttc::AsyncClient::new(options, 1000);
+    let (tx, seen) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            let ev = match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(c))) => Seen::ConnAck {
+                    session_present: c.session_present,
+                },
+                Ok(Event::Incoming(Packet::Publish(p))) => Seen::Publish {
+                    topic: p.topic.clone(),
+                    payload: p.payload.to_vec(),
+                    qos: p.qos as u8,
+                    retain: p.retain,
+                },
+                Ok(Event::Incoming(Packet::SubAck(_))) => Seen::SubAck,
+                Ok(_) => continue,
+                Err(e) => {
+                    let _ = tx.send(Seen::Closed(e.to_string()));
+                    return;
+                }
+            };
+            if tx.send(ev).is_err() {
+                return;
+            }
+        }
+    });
+    let mut c = Client { client, seen, task };
+    let ack = next(&mut c.seen, |s| {
+        matches!(s, Seen::ConnAck { .. } | Seen::Closed(_))
+    })
+    .await;
+    let present = match ack {
+        Seen::ConnAck { session_present } => session_present,
+        other => panic!("no CONNACK: {other:?}"),
+    };
+    (c, present)
+}
+
+async fn connect5(options: rumqttc::v5::MqttOptions) -> (Client5, bool) {
+    let (client, mut el) = rumqttc::v5::AsyncClient::new(options, 1000);
+    let (tx, seen) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            let ev = match el.poll().await {
+                Ok(rumqttc::v5::Event::Incoming(Packet5::ConnAck(c))) => Seen::ConnAck {
+                    session_present: c.session_present,
+                },
+                Ok(rumqttc::v5::Event::Incoming(Packet5::Publish(p))) => Seen::Publish {
+                    topic: String::from_utf8_lossy(&p.topic).to_string(),
+                    payload: p.payload.to_vec(),
+                    qos: p.qos as u8,
+                    retain: p.retain,
+                },
+                Ok(rumqttc::v5::Event::Incoming(Packet5::SubAck(_))) => Seen::SubAck,
+                Ok(rumqttc::v5::Event::Incoming(Packet5::Disconnect(d))) => {
+                    Seen::Disconnect(format!("{:?}", d.reason_code))
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    let _ = tx.send(Seen::Closed(e.to_string()));
+                    return;
+                }
+            };
+            if tx.send(ev).is_err() {
+                return;
+            }
+        }
+    });
+    let mut c = Client5 { client, seen, task };
+    let ack = next(&mut c.seen, |s| {
+        matches!(s, Seen::ConnAck { .. } | Seen::Closed(_))
+    })
+    .await;
+    let present = match ack {
+        Seen::ConnAck { session_present } => session_present,
+        other => panic!("no CONNACK: {other:?}"),
+    };
+    (c, present)
+}
+
+/// The next event matching `pred`, within [`WAIT`].
+async fn next(seen: &mut mpsc::UnboundedReceiver<Seen>, pred: impl Fn(&Seen) -> bool) -> Seen {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, seen.recv()).await {
+            Ok(Some(s)) if pred(&s) => return s,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("client event loop ended"),
+            Err(_) => panic!("timed out waiting for an MQTT event"),
+        }
+    }
+}
+
+/// Publishes probes on `topic` until `sub` receives one, so the publisher's node
+/// knows the subscriber's route. Probes are then drained.
+async fn wait_route(
+    pub_client: &rumqttc::AsyncClient,
+    topic: &str,
+    sub: &mut mpsc::UnboundedReceiver<Seen>,
+) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        pub_client
+            .publish(topic, QoS::AtMostOnce, false, b"probe".to_vec())
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(200), async {
+            loop {
+                match sub.recv().await {
+                    Some(Seen::Publish { payload, .. }) if payload == b"probe" => return true,
+                    Some(_) => continue,
+                    None => return false,
+                }
+            }
+        })
+        .await;
+        if got == Ok(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "route for {topic} never reached the publisher's node"
+        );
+    }
+    // Later probes may still be in flight: let them arrive and drop them.
+    let settle = Instant::now() + Duration::from_millis(300);
+    while let Ok(Some(_)) = tokio::time::timeout_at(settle, sub.recv()).await {}
+}
+
+/// Collects publishes (not probes) until `n` arrived or `quiet` passes without one.
+async fn collect(
+    seen: &mut mpsc::UnboundedReceiver<Seen>,
+    n: usize,
+    quiet: Duration,
+) -> Vec<(String, Vec<u8>, u8)> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while got.len() < n && Instant::now() < deadline {
+        match tokio::time::timeout(quiet, seen.recv()).await {
+            Ok(Some(Seen::Publish {
+                topic,
+                payload,
+                qos,
+                ..
+            })) if payload != b"probe" => got.push((topic, payload, qos)),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    got
+}
+
+async fn stats(cluster: &Cluster, id: u64) -> Value {
+    cluster
+        .get_json(&format!("{}/mqtt/stats", cluster.node(id).url()))
+        .await
+        .expect("stats")
+}
+
+async fn started() -> Cluster {
+    let cluster = Cluster::start(3, &[]).unwrap();
+    cluster.agreed_leader(&[1, 2, 3], WAIT).await.unwrap();
+    // Every node's link to every other node is up.
+    for id in 1..=3u64 {
+        eventually("node links up", WAIT, || async {
+            let s = stats(&cluster, id).await;
+            (s["peers_with_routes"].as_array()?.len() == 2).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_across_nodes_with_exact_counts_per_qos() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = |id| cluster.node(id).mqtt_port();
+
+    let (mut sub_a, _) = connect(v4_options("sub-a", port(2))).await;
+    sub_a
+        .client
+        .subscribe("plant/+/temp", QoS::ExactlyOnce)
+        .await
+        .unwrap();
+    next(&mut sub_a.seen, |s| matches!(s, Seen::SubAck)).await;
+    let mut o = rumqttc::v5::MqttOptions::new("sub-b", "127.0.0.1", port(3));
+    o.set_keep_alive(Duration::from_secs(30));
+    let (mut sub_b, _) = connect5(o).await;
+    sub_b
+        .client
+        .subscribe("plant/#", rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    next(&mut sub_b.seen, |s| matches!(s, Seen::SubAck)).await;
+
+    let (publisher, _) = connect(v4_options("pub", port(1))).await;
+    wait_route(&publisher.client, "plant/probe/temp", &mut sub_a.seen).await;
+    wait_route(&publisher.client, "plant/probe/x", &mut sub_b.seen).await;
+
+    const N: usize = 30;
+    for (qos, q) in [
+        (0u8, QoS::AtMostOnce),
+        (1, QoS::AtLeastOnce),
+        (2, QoS::ExactlyOnce),
+    ] {
+        for i in 0..N {
+            publisher
+                .client
+                .publish(
+                    format!("plant/q{qos}/temp"),
+                    q,
+                    false,
+                    format!("{qos}:{i}").into_bytes(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    // A message sub-a's filter does not match, which sub-b's does.
+    publisher
+        .client
+        .publish("plant/q1/humidity", QoS::AtLeastOnce, false, b"h".to_vec())
+        .await
+        .unwrap();
+
+    let a = collect(&mut sub_a.seen, 3 * N + 1, Duration::from_secs(3)).await;
+    let b = collect(&mut sub_b.seen, 3 * N + 1, Duration::from_secs(3)).await;
+    assert_eq!(a.len(), 3 * N, "sub-a: {a:?}");
+    assert_eq!(b.len(), 3 * N + 1, "sub-b got {}", b.len());
+    for (got, max_qos) in [(&a, 2u8), (&b, 1u8)] {
+        let mut per_qos: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
+        for (topic, payload, qos) in got.iter() {
+            if topic.ends_with("humidity") {
+                continue;
+            }
+            let text = String::from_utf8(payload.clone()).unwrap();
+            let (q, i) = text.split_once(':').unwrap();
+            let q: u8 = q.parse().unwrap();
+            // Delivered at min(published QoS, granted QoS).
+            assert_eq!(*qos, q.min(max_qos), "{topic}");
+            per_qos.entry(q).or_default().push(i.parse().unwrap());
+        }
+        for (q, seq) in per_qos {
+            // Exactly once each, in the publisher's order.
+            assert_eq!(seq, (0..N).collect::<Vec<_>>(), "QoS {q}");
+        }
+    }
+    assert!(b.iter().any(|(t, _, _)| t == "plant/q1/humidity"));
+    sub_a.task.abort();
+    sub_b.task.abort();
+    publisher.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_forwarded_only_to_nodes_with_subscribers() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = |id| cluster.node(id).mqtt_port();
+    let (mut sub, _) = connect(v4_options("only-on-2", port(2))).await;
+    sub.client
+        .subscribe("fleet/telemetry", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    next(&mut sub.seen, |s| matches!(s, Seen::SubAck)).await;
+    let (publisher, _) = connect(v4_options("pub-1", port(1))).await;
+    wait_route(&publisher.client, "fleet/telemetry", &mut sub.seen).await;
+
+    let before1 = stats(&cluster, 1).await["forwarded_out"].as_u64().unwrap();
+    let before3 = stats(&cluster, 3).await["forwarded_in"].as_u64().unwrap();
+    const N: u64 = 50;
+    for i in 0..N {
+        publisher
+            .client
+            .publish(
+                "fleet/telemetry",
+                QoS::AtLeastOnce,
+                false,
+                format!("{i}").into_bytes(),
+            )
+            .await
+            .unwrap();
+    }
+    let got = collect(&mut sub.seen, N as usize, Duration::from_secs(3)).await;
+    assert_eq!(got.len() as u64, N);
+    let after1 = stats(&cluster, 1).await["forwarded_out"].as_u64().unwrap();
+    let after3 = stats(&cluster, 3).await["forwarded_in"].as_u64().unwrap();
+    // One inter-node message per publish, to node 2 only: no broadcast.
+    assert_eq!(after1 - before1, N, "node 1 forwarded");
+    assert_eq!(
+        after3, before3,
+        "node 3 received forwards it has no subscriber for"
+    );
+    sub.task.abort();
+    publisher.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_session_resumes_on_another_node_with_queued_messages() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = |id| cluster.node(id).mqtt_port();
+
+    let mut o = v4_options("device-77", port(1));
+    o.set_clean_session(false);
+    let (mut dev, present) = connect(o).await;
+    assert!(!present);
+    dev.client
+        .subscribe("cmd/device-77", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    next(&mut dev.seen, |s| matches!(s, Seen::SubAck)).await;
+    let (publisher, _) = connect(v4_options("backend", port(2))).await;
+    wait_route(&publisher.client, "cmd/device-77", &mut dev.seen).await;
+    dev.client.disconnect().await.unwrap();
+    next(&mut dev.seen, |s| matches!(s, Seen::Closed(_))).await;
+    dev.task.abort();
+    let before = stats(&cluster, 1).await["forwarded_in"].as_u64().unwrap();
+
+    // While the device is away, its session queues QoS 1 messages on node 1.
+    for i in 0..10 {
+        publisher
+            .client
+            .publish(
+                "cmd/device-77",
+                QoS::AtLeastOnce,
+                false,
+                format!("m{i}").into_bytes(),
+            )
+            .await
+            .unwrap();
+    }
+    // Wait until node 1 holds them.
+    eventually("queued on node 1", WAIT, || async {
+        let s = stats(&cluster, 1).await;
+        (s["forwarded_in"].as_u64()? >= before + 10).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // The device comes back through node 3.
+    let mut o = v4_options("device-77", port(3));
+    o.set_clean_session(false);
+    let (mut dev, present) = connect(o).await;
+    assert!(present, "session not resumed on node 3");
+    let got = collect(&mut dev.seen, 10, Duration::from_secs(3)).await;
+    let payloads: Vec<String> = got
+        .iter()
+        .map(|(_, p, _)| String::from_utf8(p.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        payloads,
+        (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
+
+    // The subscription moved too: new messages reach the device on node 3.
+    publisher
+        .client
+        .publish("cmd/device-77", QoS::AtLeastOnce, false, b"after".to_vec())
+        .await
+        .unwrap();
+    let got = collect(&mut dev.seen, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.first().map(|g| g.1.clone()), Some(b"after".to_vec()));
+    dev.task.abort();
+    publisher.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_id_takeover_across_nodes() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = |id| cluster.node(id).mqtt_port();
+    let mut o = rumqttc::v5::MqttOptions::new("dup-id", "127.0.0.1", port(1));
+    o.set_keep_alive(Duration::from_secs(30));
+    let (mut first, _) = connect5(o).await;
+    let mut o = rumqttc::v5::MqttOptions::new("dup-id", "127.0.0.1", port(2));
+    o.set_keep_alive(Duration::from_secs(30));
+    let (second, _) = connect5(o).await;
+    // The first connection is told why and closed.
+    let ev = next(&mut first.seen, |s| {
+        matches!(s, Seen::Disconnect(_) | Seen::Closed(_))
+    })
+    .await;
+    match ev {
+        // rumqttc reports a server DISCONNECT as the error that ends its loop.
+        Seen::Disconnect(reason) | Seen::Closed(reason) => {
+            assert!(reason.contains("SessionTakenOver"), "{reason}")
+        }
+        other => panic!("expected DISCONNECT SessionTakenOver, got {other:?}"),
+    }
+    // Exactly one connection for the id remains in the cluster.
+    eventually("one connection left", WAIT, || async {
+        let n1 = stats(&cluster, 1).await["connections"].as_u64()?;
+        let n2 = stats(&cluster, 2).await["connections"].as_u64()?;
+        (n1 == 0 && n2 == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    first.task.abort();
+    second.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn will_is_published_when_a_client_dies_but_not_on_disconnect() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = |id| cluster.node(id).mqtt_port();
+    let (mut watcher, _) = connect(v4_options("watcher", port(2))).await;
+    watcher
+        .client
+        .subscribe("status/+", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    next(&mut watcher.seen, |s| matches!(s, Seen::SubAck)).await;
+
+    let mut o = v4_options("polite", port(1));
+    o.set_last_will(LastWill::new(
+        "status/polite",
+        "gone",
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let (polite, _) = connect(o).await;
+    wait_route(&polite.client, "status/probe", &mut watcher.seen).await;
+    polite.client.disconnect().await.unwrap();
+
+    let mut o = v4_options("crashy", port(1));
+    o.set_last_will(LastWill::new(
+        "status/crashy",
+        "lost",
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let (crashy, _) = connect(o).await;
+    // The process dies: the socket closes without DISCONNECT.
+    crashy.task.abort();
+
+    let got = collect(&mut watcher.seen, 2, Duration::from_secs(3)).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, "status/crashy");
+    assert_eq!(got[0].1, b"lost");
+    polite.task.abort();
+    watcher.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_subscription_splits_load_across_nodes() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = |id| cluster.node(id).mqtt_port();
+    let mut workers = Vec::new();
+    for (name, node) in [("w2", 2), ("w3", 3)] {
+        let mut o = rumqttc::v5::MqttOptions::new(name, "127.0.0.1", port(node));
+        o.set_keep_alive(Duration::from_secs(30));
+        let (mut w, _) = connect5(o).await;
+        w.client
+            .subscribe(
+                "$share/workers/jobs/#",
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            )
+            .await
+            .unwrap();
+        next(&mut w.seen, |s| matches!(s, Seen::SubAck)).await;
+        workers.push(w);
+    }
+    let (publisher, _) = connect(v4_options("producer", port(1))).await;
+    // Both nodes' share routes must be known on node 1.
+    eventually("share routes known", WAIT, || async {
+        let before = stats(&cluster, 1).await["forwarded_out"].as_u64()?;
+        for _ in 0..4 {
+            publisher
+                .client
+                .publish("jobs/probe", QoS::AtMostOnce, false, b"probe".to_vec())
+                .await
+                .ok()?;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let after = stats(&cluster, 1).await["forwarded_out"].as_u64()?;
+        let n2 = stats(&cluster, 2).await["forwarded_in"].as_u64()?;
+        let n3 = stats(&cluster, 3).await["forwarded_in"].as_u64()?;
+        (after - before >= 4 && n2 > 0 && n3 > 0).then_some(())
+    })
+    .await
+    .unwrap();
+    let settle = Instant::now() + Duration::from_millis(300);
+    for w in workers.iter_mut() {
+        while let Ok(Some(_)) = tokio::time::timeout_at(settle, w.seen.recv()).await {}
+    }
+
+    const N: usize = 60;
+    for i in 0..N {
+        publisher
+            .client
+            .publish(
+                format!("jobs/{i}"),
+                QoS::AtLeastOnce,
+                false,
+                format!("{i}").into_bytes(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut counts = Vec::new();
+    let mut all = Vec::new();
+    for w in workers.iter_mut() {
+        let got = collect(&mut w.seen, N, Duration::from_secs(2)).await;
+        counts.push(got.len());
+        all.extend(got.into_iter().map(|g| String::from_utf8(g.1).unwrap()));
+    }
+    all.sort_by_key(|s| s.parse::<usize>().unwrap());
+    // Each message to exactly one member of the group, and both members got work.
+    assert_eq!(all, (0..N).map(|i| i.to_string()).collect::<Vec<_>>());
+    assert!(counts.iter().all(|c| *c > 0), "{counts:?}");
+    for w in workers {
+        w.task.abort();
+    }
+    publisher.task.abort();
+}
+
+/// A CONNECT (3.1.1) with `keep_alive` seconds and client id `id`.
+fn raw_connect(id: &str, keep_alive: u16) -> Vec<u8> {
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 2];
+    body.extend_from_slice(&keep_alive.to_be_bytes());
+    body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    body.extend_from_slice(id.as_bytes());
+    let mut p = vec![0x10, body.len() as u8];
+    p.extend(body);
+    p
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(all),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_timeout_closes_a_silent_client_and_fires_its_will() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = |id| cluster.node(id).mqtt_port();
+    let (mut watcher, _) = connect(v4_options("presence-watch", port(1))).await;
+    watcher
+        .client
+        .subscribe("$aws/events/presence/+/silent", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    next(&mut watcher.seen, |s| matches!(s, Seen::SubAck)).await;
+
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port(1)))
+        .await
+        .unwrap();
+    s.write_all(&raw_connect("silent", 1)).await.unwrap();
+    let started = Instant::now();
+    let bytes = read_until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("server kept a silent client past its keepalive");
+    // CONNACK, then nothing; closed after 1.5 × 1 s.
+    assert_eq!(&bytes[..4], &[0x20, 2, 0, 0]);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1400), "closed after {took:?}");
+
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        if let Seen::Publish { topic, payload, .. } =
+            next(&mut watcher.seen, |s| matches!(s, Seen::Publish { .. })).await
+        {
+            let v: Value = serde_json::from_slice(&payload).unwrap();
+            events.push((topic, v));
+        }
+    }
+    assert_eq!(events[0].0, "$aws/events/presence/connected/silent");
+    assert_eq!(events[1].0, "$aws/events/presence/disconnected/silent");
+    assert_eq!(events[1].1["disconnectReason"], "MQTT_KEEP_ALIVE_TIMEOUT");
+    assert_eq!(events[1].1["clientId"], "silent");
+    assert!(events[1].1["timestamp"].as_u64().unwrap() > 1_600_000_000_000);
+    watcher.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_packets_close_only_their_connection() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = cluster.node(1).mqtt_port();
+    let (mut healthy, _) = connect(v4_options("healthy", port)).await;
+    healthy
+        .client
+        .subscribe("ok/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    next(&mut healthy.seen, |s| matches!(s, Seen::SubAck)).await;
+
+    let hello = raw_connect("bad", 30);
+    let corpus: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "publish before connect",
+            vec![0x30, 5, 0, 1, b'a', b'h', b'i'],
+        ),
+        ("garbage", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        (
+            "bad remaining length",
+            [hello.clone(), vec![0x30, 0xff, 0xff, 0xff, 0xff, 0x7f]].concat(),
+        ),
+        (
+            "oversized",
+            [hello.clone(), vec![0x30, 0xff, 0xff, 0x7f]].concat(),
+        ),
+        ("second connect", [hello.clone(), hello.clone()].concat()),
+        (
+            "wildcard in topic name",
+            [hello.clone(), vec![0x30, 5, 0, 3, b'a', b'/', b'#']].concat(),
+        ),
+        (
+            "reserved packet type 0",
+            [hello.clone(), vec![0x00, 0]].concat(),
+        ),
+        (
+            "subscribe with qos 3",
+            [hello.clone(), vec![0x82, 6, 0, 1, 0, 1, b'a', 3]].concat(),
+        ),
+        (
+            "truncated string",
+            [hello.clone(), vec![0x30, 3, 0, 9, b'a']].concat(),
+        ),
+        (
+            "server-only packet",
+            [hello.clone(), vec![0x90, 3, 0, 1, 0]].concat(),
+        ),
+    ];
+    for (what, bytes) in corpus {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(&bytes).await.unwrap();
+        let got = read_until_closed(&mut s, Duration::from_secs(12)).await;
+        assert!(got.is_some(), "{what}: connection left open");
+    }
+    // MQTT 3.1 (level 3) gets "unacceptable protocol version".
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(&[
+        0x10, 14, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 2, 0, 10, 0, 0,
+    ])
+    .await
+    .unwrap();
+    let got = read_until_closed(&mut s, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(got, vec![0x20, 2, 0, 1]);
+
+    // The healthy client noticed nothing.
+    let (publisher, _) = connect(v4_options("pub-ok", port)).await;
+    publisher
+        .client
+        .publish("ok/1", QoS::AtLeastOnce, false, b"fine".to_vec())
+        .await
+        .unwrap();
+    let got = collect(&mut healthy.seen, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    assert!(
+        stats(&cluster, 1).await["protocol_errors"]
+            .as_u64()
+            .unwrap()
+            >= 8
+    );
+    healthy.task.abort();
+    publisher.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_publish_reaches_subscribers_on_every_node() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let mut subs = Vec::new();
+    for id in 1..=3u64 {
+        let (mut s, _) = connect(v4_options(
+            &format!("listener-{id}"),
+            cluster.node(id).mqtt_port(),
+        ))
+        .await;
+        s.client
+            .subscribe("alerts/#", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        next(&mut s.seen, |e| matches!(e, Seen::SubAck)).await;
+        subs.push(s);
+    }
+    // Until every node's route is known on node 2, some listeners miss probes.
+    eventually("routes known on node 2", WAIT, || async {
+        let s = stats(&cluster, 2).await;
+        (s["peers_with_routes"].as_array()?.len() == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    let url = format!("{}/topics/alerts%2Ffire?qos=1", cluster.node(2).url());
+    let mut seen_all = vec![false; 3];
+    let deadline = Instant::now() + WAIT;
+    while seen_all.iter().any(|s| !s) {
+        assert!(
+            Instant::now() < deadline,
+            "HTTP publish not seen by every node: {seen_all:?}"
+        );
+        let r = cluster.http.post(&url).body("smoke").send().await.unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        for (i, s) in subs.iter_mut().enumerate() {
+            if let Ok(Some(Seen::Publish { topic, payload, .. })) =
+                tokio::time::timeout(Duration::from_millis(300), s.seen.recv()).await
+            {
+                assert_eq!(topic, "alerts/fire");
+                assert_eq!(payload, b"smoke");
+                seen_all[i] = true;
+            }
+        }
+    }
+    // Reserved topics cannot be faked over HTTP either.
+    let r = cluster
+        .http
+        .post(format!(
+            "{}/topics/$aws%2Fevents%2Fpresence%2Fconnected%2Fx",
+            cluster.node(1).url()
+        ))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    for s in subs {
+        s.task.abort();
+    }
+}
