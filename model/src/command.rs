@@ -145,6 +145,9 @@ pub enum Command {
         /// Proposer's clock, ms since the epoch.
         at_ms: u64,
     },
+    // New variants go last: the variant index is part of format v1.
+    /// Stores (or, with an empty payload, clears) a topic's retained message.
+    SetRetained(crate::retained::RetainedMessage),
 }
 
 impl Command {
@@ -163,6 +166,7 @@ impl Command {
             Command::DeleteThingGroup { .. } => "delete_thing_group",
             Command::AddThingToThingGroup { .. } => "add_thing_to_thing_group",
             Command::RemoveThingFromThingGroup { .. } => "remove_thing_from_thing_group",
+            Command::SetRetained(_) => "set_retained",
             Command::DeleteShadow { .. } => "delete_shadow",
         }
     }
@@ -214,6 +218,7 @@ impl std::fmt::Display for Command {
             | Command::RemoveThingFromThingGroup { group, thing } => {
                 write!(f, "{} {group} {thing}", self.kind())
             }
+            Command::SetRetained(m) => write!(f, "{} {}", self.kind(), m.topic),
         }
     }
 }

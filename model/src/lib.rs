@@ -1,5 +1,6 @@
 //! `fleetcore-model`: what Fleetcore's replicated state *means* — the thing
-//! registry and device shadow documents (merge, delta, version).
+//! registry, device shadow documents (merge, delta, version) and retained MQTT
+//! messages.
 //!
 //! Owns: [`Command`], [`State::apply`], every validation rule and limit ([`limits`]).
 //! Uses: serde, serde_json, thiserror. Nothing else.
@@ -16,6 +17,7 @@ pub mod error;
 pub mod limits;
 pub mod names;
 pub mod registry;
+pub mod retained;
 pub mod shadow;
 pub mod state;
 pub mod thing_group;
@@ -24,6 +26,7 @@ pub mod thing_type;
 pub use command::{Applied, Command, Outcome};
 pub use error::Rejection;
 pub use registry::{AttributeUpdate, Thing, ThingQuery};
+pub use retained::RetainedMessage;
 pub use shadow::{ShadowDocument, ShadowKey, ShadowRecord, ShadowUpdated};
 pub use state::{State, StateKey, StateRecord};
 pub use thing_group::ThingGroup;

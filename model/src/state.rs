@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Applied, Command, Outcome};
 use crate::error::Rejection;
 use crate::registry::{self, Thing, ThingQuery};
+use crate::retained::RetainedMessage;
 use crate::shadow::{ShadowKey, ShadowRecord, ShadowUpdateRequest};
 use crate::thing_group::{self, ThingGroup, GROUPS_PER_THING_MAX};
 use crate::thing_type::{self, ThingType};
@@ -18,6 +19,7 @@ pub struct State {
     shadows: BTreeMap<ShadowKey, ShadowRecord>,
     thing_types: BTreeMap<String, ThingType>,
     thing_groups: BTreeMap<String, ThingGroup>,
+    retained: BTreeMap<String, RetainedMessage>,
 }
 
 /// The address of one stored record; storage keeps one row per key.
@@ -31,6 +33,8 @@ pub enum StateKey {
     ThingType(String),
     /// A thing group, by name.
     ThingGroup(String),
+    /// A retained message, by topic.
+    Retained(String),
 }
 
 /// One stored record, as persisted and as carried in snapshots.
@@ -44,6 +48,8 @@ pub enum StateRecord {
     ThingType(ThingType),
     /// A thing group.
     ThingGroup(ThingGroup),
+    /// A retained message.
+    Retained(RetainedMessage),
 }
 
 impl StateRecord {
@@ -54,6 +60,7 @@ impl StateRecord {
             StateRecord::Shadow(k, _) => StateKey::Shadow(k.clone()),
             StateRecord::ThingType(t) => StateKey::ThingType(t.name.clone()),
             StateRecord::ThingGroup(g) => StateKey::ThingGroup(g.name.clone()),
+            StateRecord::Retained(m) => StateKey::Retained(m.topic.clone()),
         }
     }
 }
@@ -375,6 +382,16 @@ impl State {
                 changed.insert(StateKey::ThingGroup(group.clone()));
                 Ok(Applied::Done)
             }
+            Command::SetRetained(message) => {
+                message.check()?;
+                if message.payload.is_empty() {
+                    self.retained.remove(&message.topic);
+                } else {
+                    self.retained.insert(message.topic.clone(), message.clone());
+                }
+                changed.insert(StateKey::Retained(message.topic.clone()));
+                Ok(Applied::Done)
+            }
         }
     }
 
@@ -397,6 +414,9 @@ impl State {
                 .get(name)
                 .cloned()
                 .map(StateRecord::ThingGroup),
+            StateKey::Retained(topic) => {
+                self.retained.get(topic).cloned().map(StateRecord::Retained)
+            }
         }
     }
 
@@ -414,6 +434,9 @@ impl State {
             }
             StateRecord::ThingGroup(g) => {
                 self.thing_groups.insert(g.name.clone(), g);
+            }
+            StateRecord::Retained(m) => {
+                self.retained.insert(m.topic.clone(), m);
             }
         }
     }
@@ -435,7 +458,17 @@ impl State {
             .values()
             .cloned()
             .map(StateRecord::ThingGroup);
-        things.chain(shadows).chain(types).chain(groups)
+        let retained = self.retained.values().cloned().map(StateRecord::Retained);
+        things
+            .chain(shadows)
+            .chain(types)
+            .chain(groups)
+            .chain(retained)
+    }
+
+    /// Every retained message, by topic.
+    pub fn retained(&self) -> impl Iterator<Item = &RetainedMessage> + '_ {
+        self.retained.values()
     }
 
     /// A thing by name.

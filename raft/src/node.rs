@@ -256,6 +256,17 @@ impl<C: Connector> RaftNode<C> {
         &self.inner.cluster
     }
 
+    /// Every member (voters and learners) with its addresses, from the local
+    /// membership config: cheap, no I/O.
+    pub fn members(&self) -> Vec<(u64, NodeInfo)> {
+        let m = self.inner.raft.metrics().borrow_watched().clone();
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(id, info)| (*id, info.clone()))
+            .collect()
+    }
+
     /// Installs the handler of peers' relay streams (once).
     pub fn set_relay_handler(&self, handler: Arc<dyn RelayHandler>) {
         let _ = self.inner.relay.set(handler);

@@ -17,8 +17,11 @@ pub const CF_THING_TYPES: &str = "thing_types";
 /// Thing groups, key = group name.
 pub const CF_THING_GROUPS: &str = "thing_groups";
 
+/// Retained MQTT messages, key = topic.
+pub const CF_RETAINED: &str = "retained";
+
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 7] = [
+pub const ALL_CFS: [&str; 8] = [
     CF_LOG,
     CF_RAFT_META,
     CF_SM_META,
@@ -26,10 +29,17 @@ pub const ALL_CFS: [&str; 7] = [
     CF_SHADOWS,
     CF_THING_TYPES,
     CF_THING_GROUPS,
+    CF_RETAINED,
 ];
 
 /// The state column families (cleared and refilled by a snapshot install).
-pub const STATE_CFS: [&str; 4] = [CF_THINGS, CF_SHADOWS, CF_THING_TYPES, CF_THING_GROUPS];
+pub const STATE_CFS: [&str; 5] = [
+    CF_THINGS,
+    CF_SHADOWS,
+    CF_THING_TYPES,
+    CF_THING_GROUPS,
+    CF_RETAINED,
+];
 
 /// Keys in [`CF_RAFT_META`].
 pub const META_VOTE: &[u8] = b"vote";
@@ -67,5 +77,6 @@ pub fn state_key(key: &fleetcore_model::StateKey) -> (&'static str, Vec<u8>) {
         }
         fleetcore_model::StateKey::ThingType(name) => (CF_THING_TYPES, name.as_bytes().to_vec()),
         fleetcore_model::StateKey::ThingGroup(name) => (CF_THING_GROUPS, name.as_bytes().to_vec()),
+        fleetcore_model::StateKey::Retained(topic) => (CF_RETAINED, topic.as_bytes().to_vec()),
     }
 }

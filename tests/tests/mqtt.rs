@@ -797,3 +797,115 @@ async fn http_publish_reaches_subscribers_on_every_node() {
         s.task.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_message_reaches_a_late_subscriber_on_another_node() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = |id| cluster.node(id).mqtt_port();
+    let (publisher, _) = connect(v4_options("fw-server", port(1))).await;
+    // QoS 1: PUBACK comes once the retained message is committed.
+    publisher
+        .client
+        .publish("config/fw", QoS::AtLeastOnce, true, b"v2".to_vec())
+        .await
+        .unwrap();
+    publisher
+        .client
+        .publish("config/other", QoS::AtLeastOnce, true, b"x".to_vec())
+        .await
+        .unwrap();
+
+    // The subscriber arrives later, on node 3.
+    let (mut late, _) = connect(v4_options("late", port(3))).await;
+    // Until node 3 has applied the entry, a subscription finds nothing:
+    // subscribe again until the retained message arrives.
+    let deadline = Instant::now() + WAIT;
+    let got = loop {
+        assert!(
+            Instant::now() < deadline,
+            "retained message never reached node 3"
+        );
+        late.client
+            .subscribe("config/fw", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let window = Instant::now() + Duration::from_millis(500);
+        let mut found = None;
+        while let Ok(Some(s)) = tokio::time::timeout_at(window, late.seen.recv()).await {
+            if let Seen::Publish {
+                topic,
+                payload,
+                retain,
+                ..
+            } = s
+            {
+                found = Some((topic, payload, retain));
+                break;
+            }
+        }
+        if let Some(f) = found {
+            break f;
+        }
+    };
+    assert_eq!(got, ("config/fw".to_string(), b"v2".to_vec(), true));
+
+    // An empty retained publish clears it: a new subscriber on node 2 gets only
+    // the live marker that follows its subscription.
+    publisher
+        .client
+        .publish("config/fw", QoS::AtLeastOnce, true, Vec::new())
+        .await
+        .unwrap();
+    let (mut fresh, _) = connect(v4_options("fresh", port(2))).await;
+    // Until node 2 has applied the clear, a subscription still gets the old
+    // message: subscribe and unsubscribe until one gets nothing before SUBACK's
+    // follow-up marker.
+    let (marker_pub, _) = connect(v4_options("marker", port(2))).await;
+    let deadline = Instant::now() + WAIT;
+    let mut round = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "retained message never cleared on node 2"
+        );
+        round += 1;
+        fresh
+            .client
+            .subscribe("config/fw", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        next(&mut fresh.seen, |s| matches!(s, Seen::SubAck)).await;
+        let marker = format!("marker-{round}");
+        marker_pub
+            .client
+            .publish(
+                "config/fw",
+                QoS::AtLeastOnce,
+                false,
+                marker.clone().into_bytes(),
+            )
+            .await
+            .unwrap();
+        let first = next(&mut fresh.seen, |s| matches!(s, Seen::Publish { .. })).await;
+        if let Seen::Publish {
+            payload, retain, ..
+        } = first
+        {
+            if payload == marker.as_bytes() {
+                assert!(!retain);
+                break;
+            }
+            // The old retained message came first: drain up to the marker, retry.
+            next(
+                &mut fresh.seen,
+                |s| matches!(s, Seen::Publish { payload, .. } if payload == marker.as_bytes()),
+            )
+            .await;
+        }
+        fresh.client.unsubscribe("config/fw").await.unwrap();
+    }
+    for c in [publisher, late, fresh, marker_pub] {
+        c.task.abort();
+    }
+}

@@ -47,6 +47,7 @@ pub(crate) async fn publish<C: Connector>(
     if topic_name.starts_with("$aws/") {
         return match broker.reserved_handler(&topic_name) {
             Some(h) => {
+                broker.publish(message.clone(), None);
                 h.handle("http-publish", message);
                 Ok(Json(json!({})))
             }

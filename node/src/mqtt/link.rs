@@ -192,11 +192,10 @@ pub fn spawn_link_manager<C: Connector>(
     tokio::spawn(async move {
         loop {
             let members: HashMap<u64, String> = node
-                .status()
-                .members
+                .members()
                 .into_iter()
-                .filter(|m| m.id != node.id())
-                .map(|m| (m.id, m.raft_addr))
+                .filter(|(id, _)| *id != node.id())
+                .map(|(id, info)| (id, info.raft_addr))
                 .collect();
             {
                 let mut peers = broker
@@ -235,7 +234,7 @@ pub fn spawn_link_manager<C: Connector>(
                     );
                 }
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     })
 }

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod events;
 pub mod link;
 pub mod listener;
+pub mod retained;
 pub mod session;
 pub mod topic;
 
@@ -22,9 +23,13 @@ use fleetcore_raft::Connector;
 
 use crate::service::Service;
 
-/// Installs the node's reserved-topic handlers (shadows) on its broker.
+/// Installs the node's reserved-topic handlers (shadows) and the replicated
+/// retained-message store on its broker.
 pub fn install_reserved<C: Connector>(service: &Service<C>) {
     service
         .broker()
         .add_reserved(Arc::new(shadow::ShadowTopics::new(service.clone())));
+    service
+        .broker()
+        .set_retained(Arc::new(retained::RaftRetained::new(service.clone())));
 }

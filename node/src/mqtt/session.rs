@@ -722,6 +722,9 @@ impl Connection {
         if message.topic.starts_with("$aws/") {
             return match self.broker.reserved_handler(&message.topic) {
                 Some(h) => {
+                    // Subscribers of a request topic see the request too, as in
+                    // AWS IoT; the handler then serves it.
+                    self.broker.publish(message.clone(), Some(&self.client_id));
                     h.handle(&self.client_id, message);
                     AckCode::Success
                 }
