@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Three Fleetcore nodes on loopback: start | stop | status | restart N | kill N
-#   node N: HTTP 808N, Raft gRPC 700N, data in deploy/.cluster/nodeN (MQTT will take 1884-1886).
+#   node N: HTTP 808N, Raft gRPC 700N, MQTT 188(3+N) (1884-1886), data in deploy/.cluster/nodeN.
 # PIDs live in deploy/.cluster/nodeN.pid; stop ends exactly those processes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,10 +28,10 @@ start_node() {
   if alive "$n"; then echo "node $n already running (pid $(cat "$state/node$n.pid"))"; return; fi
   mkdir -p "$state/node$n"
   "$bin" serve --node-id "$n" --data-dir "$state/node$n" \
-    --http-addr "127.0.0.1:808$n" --raft-addr "127.0.0.1:700$n" \
+    --http-addr "127.0.0.1:808$n" --raft-addr "127.0.0.1:700$n" --mqtt-addr "127.0.0.1:$((1883 + n))" \
     --initial-cluster "$initial" >>"$state/node$n.log" 2>&1 &
   echo $! >"$state/node$n.pid"
-  echo "node $n started (pid $!, http 127.0.0.1:808$n, raft 127.0.0.1:700$n, log $state/node$n.log)"
+  echo "node $n started (pid $!, http 127.0.0.1:808$n, raft 127.0.0.1:700$n, mqtt 127.0.0.1:$((1883 + n)), log $state/node$n.log)"
 }
 
 stop_node() {

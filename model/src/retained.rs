@@ -92,10 +92,10 @@ mod tests {
         let (out, changed) = state.apply_tracked(&Command::SetRetained(msg("a/b", b"1")));
         assert!(out.is_ok());
         assert!(changed.contains(&StateKey::Retained("a/b".into())));
-        state.apply(&Command::SetRetained(msg("a/b", b"2")));
+        state.apply(&Command::SetRetained(msg("a/b", b"2"))).unwrap();
         let all: Vec<_> = state.retained().map(|m| m.payload.clone()).collect();
         assert_eq!(all, vec![b"2".to_vec()]);
-        state.apply(&Command::SetRetained(msg("a/b", b"")));
+        state.apply(&Command::SetRetained(msg("a/b", b""))).unwrap();
         assert_eq!(state.retained().count(), 0);
         let (out, changed) = state.apply_tracked(&Command::SetRetained(msg("a/#", b"x")));
         assert!(out.is_err());
