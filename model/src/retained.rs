@@ -92,7 +92,9 @@ mod tests {
         let (out, changed) = state.apply_tracked(&Command::SetRetained(msg("a/b", b"1")));
         assert!(out.is_ok());
         assert!(changed.contains(&StateKey::Retained("a/b".into())));
-        state.apply(&Command::SetRetained(msg("a/b", b"2"))).unwrap();
+        state
+            .apply(&Command::SetRetained(msg("a/b", b"2")))
+            .unwrap();
         let all: Vec<_> = state.retained().map(|m| m.payload.clone()).collect();
         assert_eq!(all, vec![b"2".to_vec()]);
         state.apply(&Command::SetRetained(msg("a/b", b""))).unwrap();

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::clock::SharedClock;
 use crate::error::ApiError;
+use crate::mqtt::events::{self, RegistryChange};
 use crate::mqtt::Broker;
 
 /// Registry and shadow operations. Cheap to clone.
@@ -59,10 +60,22 @@ impl<C: Connector> Service<C> {
         format!("{}:thing/{name}", self.arn_prefix)
     }
 
-    /// Proposes a command; its rejection becomes the API error.
+    /// Proposes a command; its rejection becomes the API error. A committed
+    /// registry change is announced on its `$aws/events/...` topic.
     pub async fn propose(&self, command: Command) -> Result<Applied, ApiError> {
+        let change = RegistryChange::of(&command, &self.node.state().read().state);
         let outcome: Outcome = self.node.propose(command).await?;
-        Ok(outcome?)
+        let applied = outcome?;
+        if let Some(change) = change {
+            events::registry(
+                &self.broker,
+                change,
+                &applied,
+                |kind, name| self.arn(kind, name),
+                self.new_id(),
+            );
+        }
+        Ok(applied)
     }
 
     /// A linearizable read: `read` sees every write acknowledged before the call.

@@ -909,3 +909,104 @@ async fn retained_message_reaches_a_late_subscriber_on_another_node() {
         c.task.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_changes_are_announced_on_aws_event_topics() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let (mut watcher, _) = connect(v4_options("registry-watch", cluster.node(2).mqtt_port())).await;
+    for f in [
+        "$aws/events/thing/#",
+        "$aws/events/thingGroup/#",
+        "$aws/events/thingGroupMembership/#",
+    ] {
+        watcher.client.subscribe(f, QoS::AtLeastOnce).await.unwrap();
+        next(&mut watcher.seen, |s| matches!(s, Seen::SubAck)).await;
+    }
+    let url = cluster.node(1).url();
+    let http = &cluster.http;
+    // Node 1 must know node 2's routes before the first change.
+    let deadline = Instant::now() + WAIT;
+    let mut n = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no registry event reached node 2"
+        );
+        n += 1;
+        let r = http
+            .post(format!("{url}/things/probe-{n}"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        if let Ok(Some(Seen::Publish { .. })) =
+            tokio::time::timeout(Duration::from_millis(300), watcher.seen.recv()).await
+        {
+            break;
+        }
+    }
+    let settle = Instant::now() + Duration::from_millis(300);
+    while let Ok(Some(_)) = tokio::time::timeout_at(settle, watcher.seen.recv()).await {}
+
+    let steps = [
+        (
+            "POST",
+            "/things/meter-1",
+            serde_json::json!({"attributePayload": {"attributes": {"site": "a"}}}),
+        ),
+        (
+            "PATCH",
+            "/things/meter-1",
+            serde_json::json!({"attributePayload": {"attributes": {"site": "b"}}}),
+        ),
+        ("POST", "/thing-groups/floor-2", serde_json::json!({})),
+        (
+            "PUT",
+            "/thing-groups/addThingToThingGroup",
+            serde_json::json!({"thingGroupName": "floor-2", "thingName": "meter-1"}),
+        ),
+        (
+            "PUT",
+            "/thing-groups/removeThingFromThingGroup",
+            serde_json::json!({"thingGroupName": "floor-2", "thingName": "meter-1"}),
+        ),
+        ("DELETE", "/things/meter-1", serde_json::json!(null)),
+    ];
+    for (method, path, body) in steps {
+        let req = http.request(method.parse().unwrap(), format!("{url}{path}"));
+        let req = if body.is_null() { req } else { req.json(&body) };
+        let r = req.send().await.unwrap();
+        assert!(r.status().is_success(), "{method} {path}: {}", r.status());
+    }
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        if let Seen::Publish { topic, payload, .. } =
+            next(&mut watcher.seen, |s| matches!(s, Seen::Publish { .. })).await
+        {
+            got.push((topic, serde_json::from_slice::<Value>(&payload).unwrap()));
+        }
+    }
+    let topics: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        topics,
+        [
+            "$aws/events/thing/meter-1/created",
+            "$aws/events/thing/meter-1/updated",
+            "$aws/events/thingGroup/floor-2/created",
+            "$aws/events/thingGroupMembership/thingGroup/floor-2/thing/meter-1/added",
+            "$aws/events/thingGroupMembership/thingGroup/floor-2/thing/meter-1/removed",
+            "$aws/events/thing/meter-1/deleted",
+        ]
+    );
+    assert_eq!(got[0].1["eventType"], "THING_EVENT");
+    assert_eq!(got[0].1["operation"], "CREATED");
+    assert_eq!(got[1].1["attributes"]["site"], "b");
+    assert_eq!(got[1].1["versionNumber"], 2);
+    assert_eq!(got[2].1["eventType"], "THING_GROUP_EVENT");
+    assert_eq!(got[3].1["operation"], "ADDED");
+    assert_eq!(got[5].1["thingName"], "meter-1");
+    assert_eq!(got[5].1["thingId"], got[0].1["thingId"]);
+    watcher.task.abort();
+}
