@@ -22,6 +22,18 @@ pub struct Config {
     pub raft_addr: String,
     /// MQTT (plain TCP) listen address; empty = no plain MQTT listener.
     pub mqtt_addr: String,
+    /// MQTT over TLS listen address; empty = none (needs `mqtt_tls_cert`/`_key`).
+    pub mqtt_tls_addr: String,
+    /// Server certificate chain, PEM.
+    pub mqtt_tls_cert: Option<PathBuf>,
+    /// Server private key, PEM.
+    pub mqtt_tls_key: Option<PathBuf>,
+    /// CA that signs client certificates, PEM.
+    pub mqtt_tls_client_ca: Option<PathBuf>,
+    /// Client certificates: `none`, `optional` or `required`.
+    pub mqtt_tls_client_auth: String,
+    /// MQTT over WebSocket (subprotocol `mqtt`) listen address; empty = none.
+    pub mqtt_ws_addr: String,
     /// Address other nodes use to reach this node's gRPC (defaults to `raft_addr`).
     pub advertise_raft_addr: String,
     /// Address clients and peers use for this node's HTTP API (defaults to `http_addr`).
@@ -54,6 +66,12 @@ impl Default for Config {
             http_addr: "127.0.0.1:8080".into(),
             raft_addr: "127.0.0.1:7000".into(),
             mqtt_addr: "127.0.0.1:1883".into(),
+            mqtt_tls_addr: String::new(),
+            mqtt_tls_cert: None,
+            mqtt_tls_key: None,
+            mqtt_tls_client_ca: None,
+            mqtt_tls_client_auth: "none".into(),
+            mqtt_ws_addr: String::new(),
             advertise_raft_addr: String::new(),
             advertise_http_addr: String::new(),
             initial_cluster: BTreeMap::new(),
@@ -78,6 +96,12 @@ pub struct FileConfig {
     pub http_addr: Option<String>,
     pub raft_addr: Option<String>,
     pub mqtt_addr: Option<String>,
+    pub mqtt_tls_addr: Option<String>,
+    pub mqtt_tls_cert: Option<PathBuf>,
+    pub mqtt_tls_key: Option<PathBuf>,
+    pub mqtt_tls_client_ca: Option<PathBuf>,
+    pub mqtt_tls_client_auth: Option<String>,
+    pub mqtt_ws_addr: Option<String>,
     pub advertise_raft_addr: Option<String>,
     pub advertise_http_addr: Option<String>,
     pub initial_cluster: Option<String>,
@@ -117,6 +141,12 @@ impl Config {
             raft_addr,
             http_addr,
             mqtt_addr: pick!(mqtt_addr).unwrap_or(d.mqtt_addr),
+            mqtt_tls_addr: pick!(mqtt_tls_addr).unwrap_or(d.mqtt_tls_addr),
+            mqtt_tls_cert: pick!(mqtt_tls_cert),
+            mqtt_tls_key: pick!(mqtt_tls_key),
+            mqtt_tls_client_ca: pick!(mqtt_tls_client_ca),
+            mqtt_tls_client_auth: pick!(mqtt_tls_client_auth).unwrap_or(d.mqtt_tls_client_auth),
+            mqtt_ws_addr: pick!(mqtt_ws_addr).unwrap_or(d.mqtt_ws_addr),
             initial_cluster,
             cluster_name: pick!(cluster_name),
             join: pick!(join),
@@ -142,6 +172,23 @@ impl Config {
                 "initial_cluster does not list this node (node_id {})",
                 config.node_id
             )));
+        }
+        if !config.mqtt_tls_addr.is_empty()
+            && (config.mqtt_tls_cert.is_none() || config.mqtt_tls_key.is_none())
+        {
+            return Err(ConfigError::Invalid(
+                "mqtt_tls_addr needs mqtt_tls_cert and mqtt_tls_key".into(),
+            ));
+        }
+        if !["none", "optional", "required"].contains(&config.mqtt_tls_client_auth.as_str()) {
+            return Err(ConfigError::Invalid(
+                "mqtt_tls_client_auth must be none, optional or required".into(),
+            ));
+        }
+        if config.mqtt_tls_client_auth != "none" && config.mqtt_tls_client_ca.is_none() {
+            return Err(ConfigError::Invalid(
+                "client certificates need mqtt_tls_client_ca".into(),
+            ));
         }
         if !config.initial_cluster.is_empty() && config.join.is_some() {
             return Err(ConfigError::Invalid(

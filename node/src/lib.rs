@@ -31,6 +31,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::mqtt::authorize::AllowAll;
 use crate::mqtt::link::LinkReceiver;
+use crate::mqtt::tls::ClientAuth;
 use crate::mqtt::{Broker, MqttLimits};
 use crate::service::Service;
 
@@ -99,6 +100,39 @@ pub async fn run(
     );
     node.set_relay_handler(Arc::new(LinkReceiver::new(broker.clone())));
 
+    let tls_listener = if config.mqtt_tls_addr.is_empty() {
+        None
+    } else {
+        let (Some(cert), Some(key)) = (&config.mqtt_tls_cert, &config.mqtt_tls_key) else {
+            anyhow::bail!("mqtt_tls_addr needs mqtt_tls_cert and mqtt_tls_key");
+        };
+        let auth = match config.mqtt_tls_client_auth.as_str() {
+            "required" => ClientAuth::Required,
+            "optional" => ClientAuth::Optional,
+            _ => ClientAuth::None,
+        };
+        let tls = mqtt::tls::server_config(cert, key, config.mqtt_tls_client_ca.as_deref(), auth)
+            .map_err(|e| anyhow::anyhow!("MQTT TLS: {e}"))?;
+        let l = TcpListener::bind(&config.mqtt_tls_addr)
+            .await
+            .with_context(|| format!("cannot listen for MQTT/TLS on {}", config.mqtt_tls_addr))?;
+        Some((l, tls))
+    };
+    let ws_listener = if config.mqtt_ws_addr.is_empty() {
+        None
+    } else {
+        Some(
+            TcpListener::bind(&config.mqtt_ws_addr)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen for MQTT/WebSocket on {}",
+                        config.mqtt_ws_addr
+                    )
+                })?,
+        )
+    };
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let (mqtt_stop_tx, mqtt_stop_rx) = watch::channel(false);
     let wait_stop = |mut rx: watch::Receiver<bool>| async move {
@@ -128,6 +162,23 @@ pub async fn run(
     let mqtt_server = mqtt_listener.map(|l| {
         tracing::info!(mqtt = %config.mqtt_addr, "MQTT listening");
         tokio::spawn(mqtt::listener::serve_tcp(
+            l,
+            broker.clone(),
+            wait_stop(mqtt_stop_rx.clone()),
+        ))
+    });
+    let tls_server = tls_listener.map(|(l, tls)| {
+        tracing::info!(mqtt_tls = %config.mqtt_tls_addr, client_auth = %config.mqtt_tls_client_auth, "MQTT/TLS listening");
+        tokio::spawn(mqtt::listener::serve_tls(
+            l,
+            tls,
+            broker.clone(),
+            wait_stop(mqtt_stop_rx.clone()),
+        ))
+    });
+    let ws_server = ws_listener.map(|l| {
+        tracing::info!(mqtt_ws = %config.mqtt_ws_addr, "MQTT/WebSocket listening");
+        tokio::spawn(mqtt::listener::serve_ws(
             l,
             broker.clone(),
             wait_stop(mqtt_stop_rx.clone()),
@@ -166,7 +217,7 @@ pub async fn run(
     reaper.abort();
     let _ = mqtt_stop_tx.send(true);
     broker.kick_all();
-    if let Some(m) = mqtt_server {
+    for m in [mqtt_server, tls_server, ws_server].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(5), m).await;
     }
     node.shutdown().await;

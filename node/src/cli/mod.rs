@@ -72,6 +72,24 @@ struct ServeArgs {
     /// MQTT listen address, empty for none [default: 127.0.0.1:1883].
     #[arg(long, env = "FLEETCORE_MQTT_ADDR")]
     mqtt_addr: Option<String>,
+    /// MQTT over TLS listen address, e.g. 127.0.0.1:8883 [default: none].
+    #[arg(long, env = "FLEETCORE_MQTT_TLS_ADDR")]
+    mqtt_tls_addr: Option<String>,
+    /// Server certificate chain (PEM) for the TLS listener.
+    #[arg(long, env = "FLEETCORE_MQTT_TLS_CERT")]
+    mqtt_tls_cert: Option<PathBuf>,
+    /// Server private key (PEM) for the TLS listener.
+    #[arg(long, env = "FLEETCORE_MQTT_TLS_KEY")]
+    mqtt_tls_key: Option<PathBuf>,
+    /// CA (PEM) that signs device certificates.
+    #[arg(long, env = "FLEETCORE_MQTT_TLS_CLIENT_CA")]
+    mqtt_tls_client_ca: Option<PathBuf>,
+    /// Device certificates: none, optional or required [default: none].
+    #[arg(long, env = "FLEETCORE_MQTT_TLS_CLIENT_AUTH")]
+    mqtt_tls_client_auth: Option<String>,
+    /// MQTT over WebSocket listen address, e.g. 127.0.0.1:8083 [default: none].
+    #[arg(long, env = "FLEETCORE_MQTT_WS_ADDR")]
+    mqtt_ws_addr: Option<String>,
     /// Raft address peers dial [default: --raft-addr].
     #[arg(long, env = "FLEETCORE_ADVERTISE_RAFT_ADDR")]
     advertise_raft_addr: Option<String>,
@@ -113,6 +131,12 @@ impl ServeArgs {
             http_addr: self.http_addr,
             raft_addr: self.raft_addr,
             mqtt_addr: self.mqtt_addr,
+            mqtt_tls_addr: self.mqtt_tls_addr,
+            mqtt_tls_cert: self.mqtt_tls_cert,
+            mqtt_tls_key: self.mqtt_tls_key,
+            mqtt_tls_client_ca: self.mqtt_tls_client_ca,
+            mqtt_tls_client_auth: self.mqtt_tls_client_auth,
+            mqtt_ws_addr: self.mqtt_ws_addr,
             advertise_raft_addr: self.advertise_raft_addr,
             advertise_http_addr: self.advertise_http_addr,
             initial_cluster: self.initial_cluster,

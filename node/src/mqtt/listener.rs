@@ -82,3 +82,85 @@ pub async fn serve_tcp(listener: TcpListener, broker: Broker, shutdown: impl Fut
         }
     }
 }
+
+/// Serves MQTT over TLS until `shutdown` resolves. The handshake runs in the
+/// connection's own task, so a slow client cannot stall the accept loop.
+pub async fn serve_tls(
+    listener: TcpListener,
+    config: std::sync::Arc<rustls::ServerConfig>,
+    broker: Broker,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let mut rate = RateLimit::new(broker.limits().connections_per_second);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let limited = rate.exceeded();
+                    let acceptor = acceptor.clone();
+                    let broker = broker.clone();
+                    tokio::spawn(async move {
+                        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::info!(peer = %addr, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let certificate = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| super::tls::certificate_id(c.as_ref()));
+                        spawn_session(tls, addr.to_string(), "tls", certificate, limited, &broker);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT TLS accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Serves MQTT over WebSocket (subprotocol `mqtt`) until `shutdown` resolves.
+pub async fn serve_ws(listener: TcpListener, broker: Broker, shutdown: impl Future<Output = ()>) {
+    let mut rate = RateLimit::new(broker.limits().connections_per_second);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let limited = rate.exceeded();
+                    let broker = broker.clone();
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, super::ws::accept(stream)).await {
+                            Ok(Ok(ws)) => spawn_session(ws, addr.to_string(), "ws", None, limited, &broker),
+                            Ok(Err(e)) => tracing::info!(peer = %addr, error = %e, "WebSocket handshake failed"),
+                            Err(_) => tracing::info!(peer = %addr, "WebSocket handshake timed out"),
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT WebSocket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Bound on a TLS or WebSocket handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

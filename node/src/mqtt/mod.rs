@@ -12,7 +12,9 @@ pub mod link;
 pub mod listener;
 pub mod retained;
 pub mod session;
+pub mod tls;
 pub mod topic;
+pub mod ws;
 
 pub use broker::{Broker, MqttLimits};
 pub mod shadow;

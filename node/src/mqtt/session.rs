@@ -154,7 +154,7 @@ async fn refuse<W: AsyncWrite + Unpin>(
         },
         &mut out,
     );
-    let _ = wr.write_all(&out).await;
+    let _ = write_flush(wr, &out).await;
     let _ = wr.shutdown().await;
 }
 
@@ -248,7 +248,7 @@ async fn accept<W: AsyncWrite + Unpin>(
             reason: None,
         },
     };
-    if codec.encode(ack, &mut out).is_err() || wr.write_all(&out).await.is_err() {
+    if codec.encode(ack, &mut out).is_err() || write_flush(wr, &out).await.is_err() {
         broker.disconnect(&client_id, grant.epoch, grant.core);
         return None;
     }
@@ -355,7 +355,7 @@ impl Connection {
             }
             self.pump();
             if !self.out.is_empty() {
-                if wr.write_all(&self.out).await.is_err() {
+                if write_flush(&mut wr, &self.out).await.is_err() {
                     break End::Network;
                 }
                 self.out.clear();
@@ -402,7 +402,7 @@ impl Connection {
             }
         }
         if !self.out.is_empty() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&self.out)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), write_flush(wr, &self.out)).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
         self.broker
@@ -867,6 +867,12 @@ fn send_will(broker: Broker, client_id: String, epoch: u64, will: Will, expiry: 
             broker.publish(will.message, Some(&client_id));
         }
     });
+}
+
+/// Writes and flushes: TLS and WebSocket streams buffer until flushed.
+async fn write_flush<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    wr.write_all(bytes).await?;
+    wr.flush().await
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
