@@ -11,7 +11,22 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let level = if selector & 1 == 0 { 4u8 } else { 5 };
-    let mut buf = BytesMut::from(&[0x10, 12 + u8::from(level == 5), 0, 4, b'M', b'Q', b'T', b'T', level, 2, 0, 10][..]);
+    let mut buf = BytesMut::from(
+        &[
+            0x10,
+            12 + u8::from(level == 5),
+            0,
+            4,
+            b'M',
+            b'Q',
+            b'T',
+            b'T',
+            level,
+            2,
+            0,
+            10,
+        ][..],
+    );
     if level == 5 {
         buf.extend_from_slice(&[0]);
     }

@@ -19,7 +19,12 @@ fuzz_target!(|data: &[u8]| {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let broker = Broker::new(1, MqttLimits::default(), Arc::new(SystemClock), Arc::new(AllowAll));
+        let broker = Broker::new(
+            1,
+            MqttLimits::default(),
+            Arc::new(SystemClock),
+            Arc::new(AllowAll),
+        );
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let info = ConnInfo {
             peer: "fuzz".into(),
