@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Three Fleetcore nodes on loopback: start | stop | status | restart N | kill N
-#   node N: HTTP 808N, Raft gRPC 700N, MQTT 188(3+N) (1884-1886), data in deploy/.cluster/nodeN.
+#   node N: HTTP 808N, Raft gRPC 700N, MQTT 188(3+N) (1884-1886), WebSocket 900N,
+#   data in deploy/.cluster/nodeN; MQTT/TLS 888(3+N) when deploy/.cluster/tls holds
+#   certificates (deploy/gen-certs.sh deploy/.cluster/tls makes them).
 # PIDs live in deploy/.cluster/nodeN.pid; stop ends exactly those processes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,8 +29,15 @@ start_node() {
   local n=$1
   if alive "$n"; then echo "node $n already running (pid $(cat "$state/node$n.pid"))"; return; fi
   mkdir -p "$state/node$n"
+  local tls=()
+  if [ -f "$state/tls/server.pem" ]; then
+    tls=(--mqtt-tls-addr "127.0.0.1:$((8883 + n))" --mqtt-tls-cert "$state/tls/server.pem"
+      --mqtt-tls-key "$state/tls/server.key" --mqtt-tls-client-ca "$state/tls/ca.pem"
+      --mqtt-tls-client-auth optional)
+  fi
   "$bin" serve --node-id "$n" --data-dir "$state/node$n" \
     --http-addr "127.0.0.1:808$n" --raft-addr "127.0.0.1:700$n" --mqtt-addr "127.0.0.1:$((1883 + n))" \
+    --mqtt-ws-addr "127.0.0.1:900$n" "${tls[@]}" \
     --initial-cluster "$initial" >>"$state/node$n.log" 2>&1 &
   echo $! >"$state/node$n.pid"
   echo "node $n started (pid $!, http 127.0.0.1:808$n, raft 127.0.0.1:700$n, mqtt 127.0.0.1:$((1883 + n)), log $state/node$n.log)"
