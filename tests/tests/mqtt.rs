@@ -1010,3 +1010,238 @@ async fn registry_changes_are_announced_on_aws_event_topics() {
     assert_eq!(got[5].1["thingId"], got[0].1["thingId"]);
     watcher.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_messages_are_redelivered_after_reconnect_on_another_node() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = |id| cluster.node(id).mqtt_port();
+    let mut o = v4_options("slow-acker", port(1));
+    o.set_clean_session(false);
+    // The client receives but never acknowledges.
+    o.set_manual_acks(true);
+    let (mut dev, _) = connect(o).await;
+    dev.client
+        .subscribe("orders/+", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    next(&mut dev.seen, |s| matches!(s, Seen::SubAck)).await;
+    let (publisher, _) = connect(v4_options("order-source", port(1))).await;
+    for i in 0..5 {
+        publisher
+            .client
+            .publish(
+                format!("orders/{i}"),
+                QoS::AtLeastOnce,
+                false,
+                format!("o{i}").into_bytes(),
+            )
+            .await
+            .unwrap();
+    }
+    let got = collect(&mut dev.seen, 5, Duration::from_secs(3)).await;
+    assert_eq!(got.len(), 5);
+    // Gone without acknowledging; back on node 2.
+    dev.task.abort();
+    let mut o = v4_options("slow-acker", port(2));
+    o.set_clean_session(false);
+    let (mut dev, present) = connect(o).await;
+    assert!(present);
+    let again = collect(&mut dev.seen, 5, Duration::from_secs(3)).await;
+    let payloads: Vec<Vec<u8>> = again.iter().map(|g| g.1.clone()).collect();
+    assert_eq!(
+        payloads,
+        (0..5)
+            .map(|i| format!("o{i}").into_bytes())
+            .collect::<Vec<_>>()
+    );
+    dev.task.abort();
+    publisher.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_properties_cross_nodes_and_options_hold() {
+    use rumqttc::v5::mqttbytes::v5::{Filter, PublishProperties, SubscribeProperties};
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = |id| cluster.node(id).mqtt_port();
+
+    // A subscriber on node 2 recording properties.
+    let mut o = rumqttc::v5::MqttOptions::new("responder", "127.0.0.1", port(2));
+    o.set_keep_alive(Duration::from_secs(30));
+    let (sub, mut el) = rumqttc::v5::AsyncClient::new(o, 100);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let sub_task = tokio::spawn(async move {
+        while let Ok(ev) = el.poll().await {
+            if let rumqttc::v5::Event::Incoming(p) = ev {
+                let _ = tx.send(p);
+            }
+        }
+    });
+    let mut filter = Filter::new("rpc/#", Q5::AtLeastOnce);
+    filter.nolocal = true;
+    sub.subscribe_with_properties(
+        "rpc/#",
+        Q5::AtLeastOnce,
+        SubscribeProperties {
+            id: Some(42),
+            user_properties: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Packet5::SubAck(_) => break,
+            _ => continue,
+        }
+    }
+    // A no-local subscription on the publisher's own connection (node 1).
+    let mut o = rumqttc::v5::MqttOptions::new("requester", "127.0.0.1", port(1));
+    o.set_keep_alive(Duration::from_secs(30));
+    let (requester, mut rel) = rumqttc::v5::AsyncClient::new(o, 100);
+    let (rtx, mut rrx) = mpsc::unbounded_channel();
+    let req_task = tokio::spawn(async move {
+        while let Ok(ev) = rel.poll().await {
+            if let rumqttc::v5::Event::Incoming(p) = ev {
+                let _ = rtx.send(p);
+            }
+        }
+    });
+    requester.subscribe_many([filter]).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, rrx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Packet5::SubAck(_) => break,
+            _ => continue,
+        }
+    }
+
+    // Request/response properties travel across nodes unchanged, and the
+    // subscription identifier is attached. Retry until node 1 knows the route.
+    let props = PublishProperties {
+        response_topic: Some("replies/requester".into()),
+        correlation_data: Some(bytes::Bytes::from_static(b"corr-7")),
+        user_properties: vec![("tenant".into(), "blue".into())],
+        content_type: Some("application/json".into()),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + WAIT;
+    let got = 'got: loop {
+        assert!(Instant::now() < deadline, "request never crossed to node 2");
+        requester
+            .publish_with_properties("rpc/ping", Q5::AtLeastOnce, false, "{}", props.clone())
+            .await
+            .unwrap();
+        let window = Instant::now() + Duration::from_millis(300);
+        while let Ok(Some(p)) = tokio::time::timeout_at(window, rx.recv()).await {
+            if let Packet5::Publish(p) = p {
+                break 'got p;
+            }
+        }
+    };
+    let p = got.properties.expect("properties");
+    assert_eq!(p.response_topic.as_deref(), Some("replies/requester"));
+    assert_eq!(p.correlation_data.as_deref(), Some(&b"corr-7"[..]));
+    assert_eq!(
+        p.user_properties,
+        vec![("tenant".to_string(), "blue".to_string())]
+    );
+    assert_eq!(p.content_type.as_deref(), Some("application/json"));
+    assert_eq!(p.subscription_identifiers, vec![42]);
+
+    // No-local: the requester's own messages on rpc/# do not come back to it, while
+    // a message from another client does.
+    let (other, _) = connect(v4_options("other-client", port(1))).await;
+    other
+        .client
+        .publish("rpc/from-other", QoS::AtLeastOnce, false, b"x".to_vec())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, rrx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Packet5::Publish(p) => {
+                assert_eq!(
+                    &p.topic[..],
+                    b"rpc/from-other",
+                    "no-local delivered its own message"
+                );
+                break;
+            }
+            _ => continue,
+        }
+    }
+    sub_task.abort();
+    req_task.abort();
+    other.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_messages_are_not_delivered_to_a_returning_session() {
+    use rumqttc::v5::mqttbytes::v5::PublishProperties;
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = cluster.node(1).mqtt_port();
+    let mut o = rumqttc::v5::MqttOptions::new("sleepy", "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_clean_start(false);
+    o.set_session_expiry_interval(Some(600));
+    let (mut dev, _) = connect5(o.clone()).await;
+    dev.client
+        .subscribe("news/#", Q5::AtLeastOnce)
+        .await
+        .unwrap();
+    next(&mut dev.seen, |s| matches!(s, Seen::SubAck)).await;
+    dev.client.disconnect().await.unwrap();
+    next(&mut dev.seen, |s| matches!(s, Seen::Closed(_))).await;
+    dev.task.abort();
+
+    let (publisher, _) = connect5({
+        let mut p = rumqttc::v5::MqttOptions::new("newsroom", "127.0.0.1", port);
+        p.set_keep_alive(Duration::from_secs(30));
+        p
+    })
+    .await;
+    let short = PublishProperties {
+        message_expiry_interval: Some(1),
+        ..Default::default()
+    };
+    publisher
+        .client
+        .publish_with_properties("news/flash", Q5::AtLeastOnce, false, "stale", short)
+        .await
+        .unwrap();
+    publisher
+        .client
+        .publish("news/daily", Q5::AtLeastOnce, false, "fresh")
+        .await
+        .unwrap();
+    // Wait until the 1 s expiry has certainly passed, measured, not assumed.
+    let published = Instant::now();
+    while published.elapsed() < Duration::from_millis(2100) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (mut dev, present) = connect5(o).await;
+    assert!(present);
+    let got = collect(&mut dev.seen, 2, Duration::from_secs(2)).await;
+    let payloads: Vec<Vec<u8>> = got.into_iter().map(|g| g.1).collect();
+    assert_eq!(payloads, vec![b"fresh".to_vec()]);
+    dev.task.abort();
+    publisher.task.abort();
+}

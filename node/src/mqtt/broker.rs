@@ -983,7 +983,11 @@ impl Broker {
             want_state: !clean_start,
         };
         if clean_start {
-            self.inner.links.broadcast(msg);
+            // Only over live links: a claim queued for a peer that is down would
+            // arrive later and could close a newer connection there.
+            for p in &peers {
+                self.inner.links.send(*p, msg.clone());
+            }
             return None;
         }
         let (tx, rx) = oneshot::channel();

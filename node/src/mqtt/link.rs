@@ -284,12 +284,10 @@ async fn run_peer<C: Connector>(
         if let Err(e) = result {
             tracing::debug!(peer = %addr, error = %e, "node link down, reconnecting");
         }
-        // Drop what queued while the link was down: a fresh route table goes
-        // first on the next stream, and publishes are not held for a dead peer.
-        {
-            let mut rx = rx.lock().await;
-            while rx.try_recv().is_ok() {}
-        }
+        // What queued while the link was down is kept (up to PEER_QUEUE) and sent
+        // after the next stream's full route table: route changes are set
+        // operations applied in order, so replaying them after the table still
+        // converges, and messages for the peer survive a short outage.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
