@@ -38,7 +38,10 @@ fn ok(e: &Event) -> Option<u64> {
 /// Checks rules 1–4 for every key.
 pub fn shadow_versions(history: &[Event]) -> Result<(), Violation> {
     let mut by_key: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
-    for e in history {
+    for e in history
+        .iter()
+        .filter(|e| matches!(e.op, Op::Update | Op::Read))
+    {
         by_key.entry(e.key.as_str()).or_default().push(e);
     }
     for events in by_key.values() {
@@ -99,5 +102,52 @@ pub fn replicas_identical(replicas: &[(u64, Option<u64>, String)]) -> Result<(),
         _ => Err(format!(
             "replicas differ (node, applied index, digest): {replicas:?}"
         )),
+    }
+}
+
+/// Registry writes are not lost: for every thing, the last create or delete a
+/// client had acknowledged (with nothing after it whose outcome is unknown)
+/// decides whether the thing exists in the final state. Each thing name belongs to
+/// one client, whose operations are sequential.
+pub fn registry(history: &[Event], exists: impl Fn(&str) -> bool) -> Result<(), Violation> {
+    let mut by_thing: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+    for e in history
+        .iter()
+        .filter(|e| matches!(e.op, Op::CreateThing | Op::DeleteThing))
+    {
+        by_thing.entry(e.key.as_str()).or_default().push(e);
+    }
+    for (thing, mut events) in by_thing {
+        events.sort_by_key(|e| e.invoked_ms);
+        // Refused operations changed nothing.
+        let Some(last) = events.iter().rev().find(|e| e.outcome != Outcome::Failed) else {
+            continue;
+        };
+        if last.outcome == Outcome::Unknown {
+            continue;
+        }
+        let want = last.op == Op::CreateThing;
+        if exists(thing) != want {
+            return Err(Violation {
+                rule: if want {
+                    "an acknowledged create was lost"
+                } else {
+                    "an acknowledged delete was lost"
+                },
+                events: events.into_iter().cloned().collect(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Election safety: at most one node led in each term. `leaders` maps a term to
+/// every node seen leading in it.
+pub fn one_leader_per_term(
+    leaders: &BTreeMap<u64, std::collections::BTreeSet<u64>>,
+) -> Result<(), String> {
+    match leaders.iter().find(|(_, nodes)| nodes.len() > 1) {
+        Some((term, nodes)) => Err(format!("term {term} had more than one leader: {nodes:?}")),
+        None => Ok(()),
     }
 }

@@ -3,13 +3,17 @@
 
 use std::sync::{Arc, Mutex};
 
-/// An operation on one shadow.
+/// An operation: on one shadow, or on one thing of the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// A shadow update.
     Update,
     /// A linearizable read of the shadow's version.
     Read,
+    /// CreateThing (the key is the thing name).
+    CreateThing,
+    /// DeleteThing (the key is the thing name).
+    DeleteThing,
 }
 
 /// How an operation ended.

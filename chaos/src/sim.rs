@@ -1,8 +1,10 @@
 //! The simulated cluster: real nodes (openraft, RocksDB in temp dirs, the tonic
 //! transport) as turmoil hosts, clients that record a [`History`], and a nemesis
-//! that partitions and heals the network on a schedule drawn from the seed.
+//! that partitions, delays and heals the network on a schedule drawn from the
+//! seed, over links whose latency (and, for some seeds, message loss) also comes
+//! from the seed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -93,24 +95,35 @@ pub fn members(n: usize) -> BTreeMap<u64, NodeInfo> {
         .collect()
 }
 
-/// Registers `n` nodes as hosts of `sim`; their applied states are published in `states`.
+/// Every node seen leading, by term (election safety is checked on it).
+pub type Leaders = Arc<Mutex<BTreeMap<u64, BTreeSet<u64>>>>;
+
+/// Registers `n` nodes as hosts of `sim`; their applied states are published in
+/// `states`, and every leadership they report in `leaders`.
 pub fn add_nodes(
     sim: &mut turmoil::Sim<'_>,
     n: usize,
     dirs: &[tempfile::TempDir],
     states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
+    leaders: Leaders,
 ) {
     for (i, name) in host_names(n).into_iter().enumerate() {
         let id = i as u64 + 1;
         let dir = dirs[i].path().to_path_buf();
         let states = states.clone();
+        let leaders = leaders.clone();
         sim.host(name, move || {
             let dir = dir.clone();
             let states = states.clone();
+            let leaders = leaders.clone();
             async move {
                 let options = RaftOptions {
                     snapshot_every_entries: 30,
                     keep_behind_snapshot: 5,
+                    // A simulated crash ends the node, not the machine: what RocksDB
+                    // wrote is in the page cache either way, so fsync changes nothing
+                    // the simulation can observe, and costs real time per write.
+                    storage: fleetcore_storage::StorageOptions { fsync: false },
                     ..Default::default()
                 };
                 let all = members(n);
@@ -139,6 +152,25 @@ pub fn add_nodes(
                     .lock()
                     .map_err(|_| "poisoned")?
                     .insert(id, node.state().clone());
+                // Record every (term, leader) this node reports about itself.
+                let mut metrics = node.raft().metrics();
+                tokio::spawn(async move {
+                    use openraft::async_runtime::WatchReceiver;
+                    loop {
+                        let (state, term) = {
+                            let m = metrics.borrow_watched();
+                            (m.state, m.current_term)
+                        };
+                        if state == openraft::ServerState::Leader {
+                            if let Ok(mut l) = leaders.lock() {
+                                l.entry(term).or_default().insert(id);
+                            }
+                        }
+                        if metrics.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                });
                 let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
                 let incoming = futures::stream::unfold(listener, |l| async move {
                     let accepted = l.accept().await.map(|(s, _)| Conn(s));
@@ -241,20 +273,43 @@ pub struct Report {
 /// schedule and the events that show the violation.
 pub fn run(config: &SimConfig) -> Result<Report, String> {
     let seed = config.seed;
+    let mut link_rng = SeededRng::new(seed ^ 0x11_4b_de_1a);
+    let max_latency_ms = 1 + link_rng.below(25);
+    // Every third seed loses messages now and then (a TCP connection breaks).
+    let fail_rate = if seed % 3 == 2 { 0.0002 } else { 0.0 };
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .simulation_duration(config.workload + Duration::from_secs(120))
         .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(max_latency_ms))
+        .fail_rate(fail_rate)
+        .repair_rate(0.5)
         .build();
     let dirs: Vec<tempfile::TempDir> = (0..config.nodes)
         .map(|_| tempfile::tempdir())
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let states: Arc<Mutex<BTreeMap<u64, SharedState>>> = Arc::default();
-    add_nodes(&mut sim, config.nodes, &dirs, states.clone());
+    let leaders: Leaders = Arc::default();
+    add_nodes(
+        &mut sim,
+        config.nodes,
+        &dirs,
+        states.clone(),
+        leaders.clone(),
+    );
     let names = host_names(config.nodes);
     let history = History::default();
     let faults: Arc<Mutex<Vec<String>>> = Arc::default();
+    faults
+        .lock()
+        .map(|mut f| {
+            f.push(format!(
+                "links: latency 1-{max_latency_ms}ms, loss rate {fail_rate}"
+            ))
+        })
+        .unwrap_or(());
     let keys = ["k0", "k1", "k2"];
 
     for client in 0..config.clients {
@@ -275,15 +330,27 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
                     .iter()
                     .position(|x| x == node)
                     .map_or(0, |i| i as u64 + 1);
-                let (op, outcome) = if rng.below(10) < 7 {
+                let dice = rng.below(20);
+                let mut key = key.to_string();
+                let (op, outcome) = if dice < 13 {
                     n += 1;
-                    (Op::Update, write(node, key, client, n).await)
+                    (Op::Update, write(node, &key, client, n).await)
+                } else if dice < 17 {
+                    (Op::Read, read(node, node_id, &key, reads, &states).await)
                 } else {
-                    (Op::Read, read(node, node_id, key, reads, &states).await)
+                    // Registry writes on this client's own things.
+                    key = format!("c{client}-t{}", rng.below(3));
+                    let create = rng.below(2) == 0;
+                    let op = if create {
+                        Op::CreateThing
+                    } else {
+                        Op::DeleteThing
+                    };
+                    (op, registry_write(node, &key, create, n).await)
                 };
                 history.record(Event {
                     client,
-                    key: key.to_string(),
+                    key,
                     op,
                     invoked_ms,
                     completed_ms: now_ms(),
@@ -304,7 +371,28 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
             let log = |f: String| faults.lock().map(|mut v| v.push(f)).unwrap_or(());
             while now_ms() < workload.as_millis() as u64 {
                 tokio::time::sleep(Duration::from_millis(500 + rng.below(2500))).await;
-                match rng.below(3) {
+                match rng.below(5) {
+                    3 => {
+                        // Delay: hold a link's messages for a while, then deliver.
+                        let a = &names[rng.below(names.len() as u64) as usize];
+                        let b = &names[rng.below(names.len() as u64) as usize];
+                        if a != b {
+                            let hold_ms = 100 + rng.below(1500);
+                            turmoil::hold(a.as_str(), b.as_str());
+                            log(format!("{}ms hold {a} {b} for {hold_ms}ms", now_ms()));
+                            tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+                            turmoil::release(a.as_str(), b.as_str());
+                        }
+                    }
+                    4 => {
+                        // Asymmetric: a hears b, b does not hear a.
+                        let a = &names[rng.below(names.len() as u64) as usize];
+                        let b = &names[rng.below(names.len() as u64) as usize];
+                        if a != b {
+                            turmoil::partition_oneway(a.as_str(), b.as_str());
+                            log(format!("{}ms partition {a} -> {b} (one way)", now_ms()));
+                        }
+                    }
                     0 => {
                         let victim = &names[rng.below(names.len() as u64) as usize];
                         for other in names.iter().filter(|o| *o != victim) {
@@ -408,6 +496,15 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
     let replicas = replica_states(&states);
     check::replicas_identical(&replicas)
         .map_err(|e| format!("seed {seed}: {e}\nfaults: {schedule}"))?;
+    {
+        let states = states.lock().map_err(|_| "poisoned")?;
+        let first = states.values().next().ok_or("no replicas")?.read();
+        check::registry(&events, |thing| first.state.thing(thing).is_some())
+            .map_err(|v| format!("seed {seed}: {v}faults: {schedule}"))?;
+    }
+    let leaders = leaders.lock().map(|l| l.clone()).unwrap_or_default();
+    check::one_leader_per_term(&leaders)
+        .map_err(|e| format!("seed {seed}: {e}\nfaults: {schedule}"))?;
     Ok(Report {
         operations: events.len(),
         acknowledged: events
@@ -454,6 +551,43 @@ async fn write(node: &str, key: &str, client: usize, n: u64) -> Outcome {
         }
         Ok(_) => Outcome::Unknown,
         // Not the leader, or not reachable: the write was not taken.
+        Err(s) if s.code() == tonic::Code::Unavailable => Outcome::Failed,
+        Err(_) => Outcome::Unknown,
+    }
+}
+
+/// CreateThing or DeleteThing of `thing` through `node`.
+async fn registry_write(node: &str, thing: &str, create: bool, n: u64) -> Outcome {
+    let command = if create {
+        Command::CreateThing {
+            name: thing.to_string(),
+            thing_type_name: None,
+            attributes: BTreeMap::new(),
+            thing_id: format!("id-{thing}-{n}"),
+            at_ms: n,
+        }
+    } else {
+        Command::DeleteThing {
+            name: thing.to_string(),
+            expected_version: None,
+        }
+    };
+    match forward(
+        node,
+        &ForwardRequest::Write(command),
+        Duration::from_secs(2),
+    )
+    .await
+    {
+        Ok(ForwardResponse::Written(json)) => {
+            match serde_json::from_str::<fleetcore_model::Outcome>(&json) {
+                Ok(Ok(_)) => Outcome::Ok(0),
+                // Refused by the state machine: nothing changed.
+                Ok(Err(_)) => Outcome::Failed,
+                Err(_) => Outcome::Unknown,
+            }
+        }
+        Ok(_) => Outcome::Unknown,
         Err(s) if s.code() == tonic::Code::Unavailable => Outcome::Failed,
         Err(_) => Outcome::Unknown,
     }

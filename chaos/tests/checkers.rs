@@ -1,6 +1,8 @@
 //! The checkers fail on known-bad histories and pass on good ones.
 
-use chaos::check::{replicas_identical, shadow_versions};
+use std::collections::{BTreeMap, BTreeSet};
+
+use chaos::check::{one_leader_per_term, registry, replicas_identical, shadow_versions};
 use chaos::history::{Event, Op, Outcome};
 
 fn ev(op: Op, invoked_ms: u64, completed_ms: u64, outcome: Outcome) -> Event {
@@ -76,4 +78,48 @@ fn diverged_replicas_are_caught() {
     assert!(replicas_identical(&[(1, Some(9), "a".into()), (2, Some(9), "a".into())]).is_ok());
     assert!(replicas_identical(&[(1, Some(9), "a".into()), (2, Some(9), "b".into())]).is_err());
     assert!(replicas_identical(&[(1, Some(9), "a".into()), (2, Some(8), "a".into())]).is_err());
+}
+
+fn reg(key: &str, op: Op, invoked_ms: u64, outcome: Outcome) -> Event {
+    Event {
+        client: 0,
+        key: key.into(),
+        op,
+        invoked_ms,
+        completed_ms: invoked_ms + 5,
+        outcome,
+    }
+}
+
+#[test]
+fn lost_registry_writes_are_caught() {
+    let h = vec![
+        reg("a", Op::CreateThing, 0, Outcome::Ok(0)),
+        reg("a", Op::DeleteThing, 10, Outcome::Ok(0)),
+        reg("b", Op::CreateThing, 0, Outcome::Ok(0)),
+        reg("c", Op::CreateThing, 0, Outcome::Ok(0)),
+        reg("c", Op::DeleteThing, 10, Outcome::Unknown),
+        reg("d", Op::CreateThing, 0, Outcome::Failed),
+    ];
+    // Good: a deleted, b exists, c either way, d never created.
+    assert_eq!(registry(&h, |t| t == "b"), Ok(()));
+    assert_eq!(registry(&h, |t| t == "b" || t == "c"), Ok(()));
+    // b's acknowledged create lost.
+    let v = registry(&h, |_| false).unwrap_err();
+    assert!(v.rule.contains("create was lost"), "{v}");
+    // a's acknowledged delete lost.
+    let v = registry(&h, |t| t == "a" || t == "b").unwrap_err();
+    assert!(v.rule.contains("delete was lost"), "{v}");
+}
+
+#[test]
+fn two_leaders_in_one_term_are_caught() {
+    let mut leaders: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    leaders.entry(1).or_default().insert(1);
+    leaders.entry(2).or_default().insert(2);
+    assert_eq!(one_leader_per_term(&leaders), Ok(()));
+    leaders.entry(2).or_default().insert(3);
+    assert!(one_leader_per_term(&leaders)
+        .unwrap_err()
+        .contains("term 2"));
 }

@@ -352,7 +352,10 @@ struct Inner {
     index: Mutex<SubIndex>,
     remote: Mutex<HashMap<u64, NodeRoutes>>,
     next_epoch: AtomicU64,
-    round_robin: AtomicU64,
+    /// Turns for picking a node of a share group, and a member on this node:
+    /// separate, so each advances once per message and both rotate.
+    round_robin_nodes: AtomicU64,
+    round_robin_members: AtomicU64,
     stats: Stats,
     links: Links,
     reserved: Mutex<Vec<Arc<dyn ReservedTopics>>>,
@@ -426,7 +429,8 @@ impl Broker {
                 index: Mutex::default(),
                 remote: Mutex::default(),
                 next_epoch: AtomicU64::new(1),
-                round_robin: AtomicU64::new(0),
+                round_robin_nodes: AtomicU64::new(0),
+                round_robin_members: AtomicU64::new(0),
                 stats: Stats::default(),
                 links: Links::default(),
                 reserved: Mutex::default(),
@@ -807,7 +811,7 @@ impl Broker {
             .into_iter()
             .map(|(key, mut nodes)| {
                 nodes.sort_unstable();
-                let turn = self.inner.round_robin.fetch_add(1, Ordering::Relaxed);
+                let turn = self.inner.round_robin_nodes.fetch_add(1, Ordering::Relaxed);
                 let node = nodes[(turn % nodes.len() as u64) as usize];
                 (key, node)
             })
@@ -861,7 +865,10 @@ impl Broker {
                     if members.is_empty() {
                         continue;
                     }
-                    let turn = self.inner.round_robin.fetch_add(1, Ordering::Relaxed) as usize;
+                    let turn = self
+                        .inner
+                        .round_robin_members
+                        .fetch_add(1, Ordering::Relaxed) as usize;
                     if let Some((c, o)) = members.iter().nth(turn % members.len()) {
                         add(c, o);
                     }

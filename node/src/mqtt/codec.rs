@@ -385,6 +385,24 @@ impl Codec {
                 Err(e) => return Err(CodecError::Malformed(e.to_string())),
             },
             Version::V5 => {
+                // MQTT 5 §3.14.2.1/3.14.2.2.1: a DISCONNECT with remaining length 0
+                // is a normal disconnection and with 1 has no properties; the
+                // codec crate refuses the first and waits for more on the second.
+                if buf[0] == 0xE0 && buf.len() >= 2 && buf[1] <= 1 {
+                    let reason = if buf[1] == 1 {
+                        match buf.get(2) {
+                            Some(r) => *r,
+                            None => return Ok(None),
+                        }
+                    } else {
+                        0
+                    };
+                    let _ = buf.split_to(2 + usize::from(buf[1]));
+                    return Ok(Some(Inbound::Disconnect {
+                        with_will: reason == 0x04,
+                        session_expiry: None,
+                    }));
+                }
                 let max = u32::try_from(self.max_inbound).unwrap_or(u32::MAX);
                 match v5::Packet::read(buf, Some(max)) {
                     Ok(p) => from_v5(p)?,
@@ -1036,6 +1054,35 @@ mod tests {
             assert!(read.is_ok(), "v4 {p:?}: {read:?}");
             assert!(b.is_empty(), "v4 {p:?}: bytes left");
         }
+    }
+
+    #[test]
+    fn mqtt5_short_disconnects() {
+        let mut codec = Codec::new(1024);
+        let mut buf =
+            BytesMut::from(&[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 10, 0, 0, 0][..]);
+        codec.decode(&mut buf).unwrap().unwrap();
+        for (bytes, will) in [
+            (&[0xE0u8, 0][..], false),
+            (&[0xE0, 1, 0][..], false),
+            (&[0xE0, 1, 4][..], true),
+            (&[0xE0, 2, 4, 0][..], true),
+        ] {
+            let mut buf = BytesMut::from(bytes);
+            let got = codec.decode(&mut buf).unwrap();
+            assert_eq!(
+                got,
+                Some(Inbound::Disconnect {
+                    with_will: will,
+                    session_expiry: None
+                }),
+                "{bytes:?}"
+            );
+            assert!(buf.is_empty());
+        }
+        // Only the fixed header so far: wait.
+        let mut buf = BytesMut::from(&[0xE0u8, 1][..]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
     }
 
     #[test]
