@@ -420,19 +420,25 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         });
     }
 
+    let node_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         // After the workload and the final heal, wait (bounded) for the replicas to
         // converge, so the digest check judges a quiet cluster.
         let states = states.clone();
         let workload = config.workload;
         let nodes = config.nodes;
+        let node_down = node_down.clone();
         sim.client("observer", async move {
-            tokio::time::sleep(workload + Duration::from_secs(1)).await;
+            // Operations still in flight at the end of the workload finish (or
+            // time out) within a few seconds.
+            tokio::time::sleep(workload + Duration::from_secs(5)).await;
             let give_up = (workload + Duration::from_secs(90)).as_millis() as u64;
             loop {
                 let replicas = replica_states(&states);
-                let converged =
-                    replicas.len() == nodes && check::replicas_identical(&replicas).is_ok();
+                // A crashed node's last state would look converged while frozen.
+                let converged = !node_down.load(std::sync::atomic::Ordering::SeqCst)
+                    && replicas.len() == nodes
+                    && check::replicas_identical(&replicas).is_ok();
                 // Past the bound the checker below reports the difference.
                 if converged || now_ms() >= give_up {
                     return Ok(());
@@ -469,6 +475,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         if let Some((until, host)) = &down {
             if now >= *until {
                 sim.bounce(host.as_str());
+                node_down.store(false, std::sync::atomic::Ordering::SeqCst);
                 faults
                     .lock()
                     .map(|mut f| f.push(format!("{now}ms restart {host}")))
@@ -478,6 +485,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         } else if crashes.last().is_some_and(|(at, _, _)| now >= *at) {
             if let Some((_, until, host)) = crashes.pop() {
                 sim.crash(host.as_str());
+                node_down.store(true, std::sync::atomic::Ordering::SeqCst);
                 faults
                     .lock()
                     .map(|mut f| f.push(format!("{now}ms crash {host}")))
