@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod drill;
 pub mod history;
 pub mod sim;
 

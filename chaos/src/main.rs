@@ -1,6 +1,9 @@
 //! `cargo run -p chaos --release -- sim --seeds 10000`: long simulation campaigns
 //! with a summary table. A violation prints its seed, fault schedule and events and
 //! makes the command fail.
+//!
+//! `cargo run -p chaos --release -- drill`: the same checks against real
+//! `fleetcore` processes that are killed, paused and cut off, with failover times.
 
 use std::time::{Duration, Instant};
 
@@ -34,15 +37,78 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         workload_secs: u64,
     },
+    /// Kill, pause and cut off real node processes; report failover p50/p99.
+    Drill {
+        /// How many times the leader is killed.
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        /// The fleetcore binary [default: target/release/fleetcore, else target/debug].
+        #[arg(long, env = "FLEETCORE_BIN")]
+        binary: Option<std::path::PathBuf>,
+        /// Where data and logs go [default: a temp dir].
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+fn drill(
+    kills: usize,
+    binary: Option<std::path::PathBuf>,
+    dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let binary = binary
+        .or_else(|| {
+            ["release", "debug"]
+                .iter()
+                .map(|p| std::path::Path::new(&target).join(p).join("fleetcore"))
+                .find(|p| p.exists())
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!("no fleetcore binary: cargo build --release -p fleetcore")
+        })?;
+    let temp = tempfile::tempdir()?;
+    let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(chaos::drill::run(chaos::drill::DrillConfig {
+        binary: binary.clone(),
+        kills,
+        dir: dir.clone(),
+    }));
+    let report = report.map_err(|e| anyhow::anyhow!("{e}\nlogs: {}", dir.display()))?;
+    println!(
+        "| kills | failover p50 | failover p99 | max | operations | acknowledged | violations |"
+    );
+    println!(
+        "|------:|-------------:|-------------:|----:|-----------:|-------------:|-----------:|"
+    );
+    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
+    println!(
+        "| {} | {} | {} | {} | {} | {} | 0 |",
+        report.failovers.len(),
+        ms(report.failover_quantile(0.5)),
+        ms(report.failover_quantile(0.99)),
+        ms(report.failover_quantile(1.0)),
+        report.operations,
+        report.acknowledged
+    );
+    println!("other faults: {}", report.other_faults.join("; "));
+    println!("binary: {}", binary.display());
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
-    let Command::Sim {
-        seeds,
-        first,
-        nodes,
-        workload_secs,
-    } = Cli::parse().command;
+    let (seeds, first, nodes, workload_secs) = match Cli::parse().command {
+        Command::Drill { kills, binary, dir } => return drill(kills, binary, dir),
+        Command::Sim {
+            seeds,
+            first,
+            nodes,
+            workload_secs,
+        } => (seeds, first, nodes, workload_secs),
+    };
     println!("| nodes | seeds | faults | operations | acknowledged | violations | slowest seed |");
     println!("|------:|------:|-------:|-----------:|-------------:|-----------:|:-------------|");
     let mut failed = false;

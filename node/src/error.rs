@@ -82,7 +82,10 @@ impl From<Rejection> for ApiError {
 impl From<RaftError> for ApiError {
     fn from(e: RaftError) -> Self {
         let (status, kind) = match &e {
-            RaftError::NoLeader(_) | RaftError::Timeout(..) | RaftError::NotInitialized => (
+            RaftError::NoLeader(_)
+            | RaftError::Timeout(..)
+            | RaftError::NotInitialized
+            | RaftError::LeaderUnreachable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailableException",
             ),

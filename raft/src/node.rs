@@ -47,7 +47,7 @@ impl Default for RaftOptions {
     fn default() -> Self {
         RaftOptions {
             heartbeat: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(600), Duration::from_millis(1200)),
+            election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
             snapshot_every_entries: 20_000,
             keep_behind_snapshot: 5_000,
             request_timeout: Duration::from_secs(5),
@@ -460,7 +460,7 @@ impl<C: Connector> RaftNode<C> {
                     "leader {leader}: {}",
                     status.message()
                 ))),
-                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Err(RaftError::Timeout(
+                tonic::Code::DeadlineExceeded => Err(RaftError::Timeout(
                     self.inner.options.request_timeout,
                     "the leader",
                 )),
@@ -468,6 +468,33 @@ impl<C: Connector> RaftNode<C> {
                     Err(RaftError::ClusterMismatch(status.message().to_string()))
                 }
                 tonic::Code::Aborted => Err(RaftError::Membership(status.message().to_string())),
+                // The connection broke (e.g. the leader died behind a proxy that
+                // accepted the connection). A read index is safe to ask again;
+                // a write may have reached the leader, so its outcome is unknown.
+                tonic::Code::Cancelled => match request {
+                    ForwardRequest::ReadIndex => Err(RaftError::NoLeader(format!(
+                        "leader {leader}: {}",
+                        status.message()
+                    ))),
+                    _ => Err(RaftError::LeaderUnreachable(format!(
+                        "leader {leader}: {}",
+                        status.message()
+                    ))),
+                },
+                tonic::Code::Unknown | tonic::Code::Internal
+                    if status.message().contains("transport") =>
+                {
+                    match request {
+                        ForwardRequest::ReadIndex => Err(RaftError::NoLeader(format!(
+                            "leader {leader}: {}",
+                            status.message()
+                        ))),
+                        _ => Err(RaftError::LeaderUnreachable(format!(
+                            "leader {leader}: {}",
+                            status.message()
+                        ))),
+                    }
+                }
                 _ => Err(RaftError::Internal(format!(
                     "leader {leader}: {}",
                     status.message()

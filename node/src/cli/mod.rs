@@ -19,6 +19,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at startup: the size of `Serve`'s arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run a node (with no options: a single-node cluster on loopback, data in ./data).
     Serve(ServeArgs),

@@ -14,6 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 /// Accepts the WebSocket handshake if the client offers the `mqtt` subprotocol.
+// The callback's error type is tungstenite's HTTP response, as its trait demands.
+#[allow(clippy::result_large_err)]
 pub async fn accept<S>(stream: S) -> Result<WsStream<S>, String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
