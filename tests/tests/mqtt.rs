@@ -1245,3 +1245,58 @@ async fn expired_messages_are_not_delivered_to_a_returning_session() {
     dev.task.abort();
     publisher.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_forwards_survive_node_link_resets() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = |id| cluster.node(id).mqtt_port();
+    let (mut sub, _) = connect(v4_options("reliable-sub", port(2))).await;
+    sub.client
+        .subscribe("ledger/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    next(&mut sub.seen, |s| matches!(s, Seen::SubAck)).await;
+    let (publisher, _) = connect(v4_options("ledger-writer", port(1))).await;
+    wait_route(&publisher.client, "ledger/probe", &mut sub.seen).await;
+
+    // Publish while node 1 drops its links to the other nodes again and again:
+    // whatever was in flight on a dropped stream is re-sent, once.
+    const N: usize = 400;
+    let resets = {
+        let http = cluster.http.clone();
+        let url = format!("{}/mqtt/links/reset", cluster.node(1).url());
+        tokio::spawn(async move {
+            for _ in 0..15 {
+                let _ = http.post(&url).send().await;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        })
+    };
+    for i in 0..N {
+        publisher
+            .client
+            .publish(
+                format!("ledger/{}", i % 4),
+                QoS::AtLeastOnce,
+                false,
+                format!("{i}").into_bytes(),
+            )
+            .await
+            .unwrap();
+        if i % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    resets.await.unwrap();
+    let got = collect(&mut sub.seen, N, Duration::from_secs(5)).await;
+    let seq: Vec<usize> = got
+        .iter()
+        .map(|(_, p, _)| String::from_utf8(p.clone()).unwrap().parse().unwrap())
+        .collect();
+    // Every message, exactly once, in the publisher's order.
+    assert_eq!(seq, (0..N).collect::<Vec<_>>());
+    assert_eq!(stats(&cluster, 1).await["forward_dropped"], 0);
+    sub.task.abort();
+    publisher.task.abort();
+}

@@ -186,6 +186,17 @@ async fn shadow_topics_round_trip_across_nodes() {
     let rejected = dev.expect(&format!("{base}/update/rejected")).await;
     assert_eq!(rejected["code"], 400);
 
+    // Over the 8 KiB state limit: 413, and nothing changes.
+    let big = "x".repeat(9 * 1024);
+    dev.send(
+        &format!("{base}/update"),
+        json!({"state": {"desired": {"blob": big}}, "clientToken": "big"}),
+    )
+    .await;
+    let rejected = dev.expect(&format!("{base}/update/rejected")).await;
+    assert_eq!(rejected["code"], 413);
+    assert_eq!(rejected["clientToken"], "big");
+
     let mut ghost = device("ghost-app", port(3), "$aws/things/ghost/shadow/get/+").await;
     ghost.send("$aws/things/ghost/shadow/get", json!({})).await;
     let (t, rejected) = ghost.next().await;

@@ -86,6 +86,7 @@ pub fn router<C: Connector>(service: Service<C>) -> Router {
         )
         .route("/topics/{*topic}", post(publish::publish::<C>))
         .route("/mqtt/stats", get(publish::stats::<C>))
+        .route("/mqtt/links/reset", post(publish::reset_links::<C>))
         .route("/healthz", get(cluster::healthz))
         .route("/readyz", get(cluster::readyz::<C>))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))

@@ -84,8 +84,14 @@ pub(crate) async fn stats<C: Connector>(State(service): State<Service<C>>) -> Js
         "expired": get(&s.expired),
         "forwarded_out": get(&s.forwarded_out),
         "forwarded_in": get(&s.forwarded_in),
+        "forward_dropped": get(&s.forward_dropped),
         "protocol_errors": get(&s.protocol_errors),
         "rate_limited": get(&s.rate_limited),
         "peers_with_routes": service.broker().peers_with_routes(),
     }))
+}
+
+pub(crate) async fn reset_links<C: Connector>(State(service): State<Service<C>>) -> Json<Value> {
+    let n = service.broker().links().reset();
+    Json(json!({ "reset": n }))
 }

@@ -317,6 +317,8 @@ pub struct Stats {
     pub forwarded_out: AtomicU64,
     /// Messages received from other nodes.
     pub forwarded_in: AtomicU64,
+    /// QoS 1/2 forwards dropped unacknowledged (a peer silent for too long).
+    pub forward_dropped: AtomicU64,
     /// Connections closed for protocol errors or bad input.
     pub protocol_errors: AtomicU64,
     /// Connections refused by the per-listener rate limit.
@@ -752,6 +754,7 @@ impl Broker {
                         message: wire.clone(),
                         publisher: publisher.map(str::to_string),
                         shared: groups,
+                        seq: 0,
                     },
                 ) {
                     self.inner

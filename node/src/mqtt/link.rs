@@ -3,7 +3,7 @@
 //! publishes and session claims. Each stream starts with this node's full route
 //! table, so a peer that reconnects after a partition converges.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -105,6 +105,8 @@ pub enum LinkMessage {
     Routes {
         /// Sender.
         node: u64,
+        /// The sender's incarnation: sequence numbers restart with it.
+        epoch: u64,
         /// Its routes.
         routes: Vec<ParsedFilter>,
     },
@@ -120,6 +122,9 @@ pub enum LinkMessage {
         publisher: Option<String>,
         /// Share groups (group, filter) the receiver delivers this message to.
         shared: Vec<(String, String)>,
+        /// For QoS 1/2: the sender's sequence number on this link, acknowledged
+        /// by the receiver and re-sent after a reconnect until then; 0 for QoS 0.
+        seq: u64,
     },
     /// The sender has a new connection for this client id.
     Claim {
@@ -139,19 +144,55 @@ pub enum LinkMessage {
         /// The session, if the answering node had it.
         state: Option<SessionWire>,
     },
+    /// The receiver has delivered the sender's QoS 1/2 forwards up to `upto`.
+    Ack {
+        /// The sender incarnation these sequence numbers belong to.
+        epoch: u64,
+        /// Highest sequence number delivered.
+        upto: u64,
+    },
 }
+
+/// QoS 1/2 forwards sent to a peer and not yet acknowledged, oldest first.
+type Unacked = Arc<Mutex<VecDeque<(u64, LinkMessage)>>>;
+
+/// Unacknowledged forwards kept per peer; beyond this the oldest are dropped (and
+/// counted), so a peer that never answers cannot exhaust memory.
+const UNACKED_MAX: usize = 100_000;
 
 struct Peer {
     tx: mpsc::Sender<LinkMessage>,
     connected: Arc<AtomicBool>,
     addr: String,
+    unacked: Unacked,
+    reset: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Outgoing links to peers.
-#[derive(Default)]
+/// What this node has received from one peer incarnation.
+#[derive(Debug, Default, Clone, Copy)]
+struct Received {
+    epoch: u64,
+    last_seq: u64,
+    acked: u64,
+}
+
+/// Outgoing links to peers, and the delivery state of incoming ones.
 pub struct Links {
     peers: Mutex<HashMap<u64, Peer>>,
+    /// This node's incarnation, sent with its route table.
+    epoch: u64,
+    received: Mutex<HashMap<u64, Received>>,
+}
+
+impl Default for Links {
+    fn default() -> Self {
+        Links {
+            peers: Mutex::default(),
+            epoch: uuid::Uuid::new_v4().as_u64_pair().0,
+            received: Mutex::default(),
+        }
+    }
 }
 
 impl Links {
@@ -173,6 +214,81 @@ impl Links {
                 tracing::warn!("peer link queue full, a route change waits for the next resync");
             }
         }
+    }
+
+    /// A peer acknowledged our forwards up to `upto`.
+    fn acked(&self, node: u64, epoch: u64, upto: u64) {
+        if epoch != self.epoch {
+            return;
+        }
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = peers.get(&node) {
+            let mut q = p.unacked.lock().unwrap_or_else(|p| p.into_inner());
+            while q.front().is_some_and(|(seq, _)| *seq <= upto) {
+                q.pop_front();
+            }
+        }
+    }
+
+    /// A peer's stream started with this incarnation.
+    fn peer_epoch(&self, node: u64, epoch: u64) {
+        let mut r = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        let e = r.entry(node).or_default();
+        if e.epoch != epoch {
+            *e = Received {
+                epoch,
+                ..Default::default()
+            };
+        }
+    }
+
+    /// Should a forward with `seq` from `node` be delivered (not a re-send of one
+    /// already delivered)?
+    fn accept_seq(&self, node: u64, seq: u64) -> bool {
+        if seq == 0 {
+            return true;
+        }
+        let mut r = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        let e = r.entry(node).or_default();
+        if seq <= e.last_seq {
+            return false;
+        }
+        e.last_seq = seq;
+        true
+    }
+
+    /// Acknowledges what arrived since the last acknowledgement, to every peer.
+    fn send_acks(&self) {
+        let due: Vec<(u64, Received)> = {
+            let mut r = self.received.lock().unwrap_or_else(|p| p.into_inner());
+            r.iter_mut()
+                .filter(|(_, e)| e.last_seq > e.acked)
+                .map(|(n, e)| {
+                    e.acked = e.last_seq;
+                    (*n, *e)
+                })
+                .collect()
+        };
+        for (node, e) in due {
+            self.send(
+                node,
+                LinkMessage::Ack {
+                    epoch: e.epoch,
+                    upto: e.last_seq,
+                },
+            );
+        }
+    }
+
+    /// Drops every outgoing stream; each reconnects at once with a full route
+    /// table and re-sends what the peer has not acknowledged. For operators (a
+    /// link that looks stuck) and for tests of exactly that path.
+    pub fn reset(&self) -> usize {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        for p in peers.values() {
+            p.reset.notify_one();
+        }
+        peers.len()
     }
 
     /// Is the stream to `node` up?
@@ -216,12 +332,16 @@ pub fn spawn_link_manager<C: Connector>(
                     }
                     let (tx, rx) = mpsc::channel(PEER_QUEUE);
                     let connected = Arc::new(AtomicBool::new(false));
+                    let unacked = Unacked::default();
+                    let reset = Arc::new(tokio::sync::Notify::new());
                     let task = tokio::spawn(run_peer(
                         node.clone(),
                         broker.clone(),
                         addr.clone(),
                         rx,
                         connected.clone(),
+                        unacked.clone(),
+                        reset.clone(),
                     ));
                     peers.insert(
                         id,
@@ -229,12 +349,18 @@ pub fn spawn_link_manager<C: Connector>(
                             tx,
                             connected,
                             addr,
+                            unacked,
+                            reset,
                             task,
                         },
                     );
                 }
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            // Acknowledge forwards often: the sender holds them until then.
+            for _ in 0..5 {
+                broker.links().send_acks();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     })
 }
@@ -245,12 +371,16 @@ async fn run_peer<C: Connector>(
     addr: String,
     rx: mpsc::Receiver<LinkMessage>,
     connected: Arc<AtomicBool>,
+    unacked: Unacked,
+    reset: Arc<tokio::sync::Notify>,
 ) {
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let next_seq = Arc::new(std::sync::atomic::AtomicU64::new(1));
     loop {
         let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(1024);
         let hello = LinkMessage::Routes {
             node: broker.node_id(),
+            epoch: broker.links().epoch,
             routes: broker.local_routes(),
         };
         let Ok(first) = encode(&hello) else {
@@ -259,13 +389,42 @@ async fn run_peer<C: Connector>(
         if out_tx.send(first).await.is_err() {
             return;
         }
-        // Pump queued messages into the stream while it lives.
+        // Pump: first what the last stream left unacknowledged, then the queue.
         let pump = {
             let rx = rx.clone();
             let connected = connected.clone();
+            let unacked = unacked.clone();
+            let next_seq = next_seq.clone();
+            let broker = broker.clone();
             tokio::spawn(async move {
+                let resend: Vec<LinkMessage> = unacked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|(_, m)| m.clone())
+                    .collect();
+                for m in resend {
+                    let Ok(bytes) = encode(&m) else { continue };
+                    if out_tx.send(bytes).await.is_err() {
+                        return;
+                    }
+                }
                 let mut rx = rx.lock().await;
-                while let Some(m) = rx.recv().await {
+                while let Some(mut m) = rx.recv().await {
+                    if let LinkMessage::Publish { message, seq, .. } = &mut m {
+                        if message.qos > 0 {
+                            *seq = next_seq.fetch_add(1, Ordering::Relaxed);
+                            let mut q = unacked.lock().unwrap_or_else(|p| p.into_inner());
+                            if q.len() >= UNACKED_MAX {
+                                q.pop_front();
+                                broker
+                                    .stats()
+                                    .forward_dropped
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
+                            q.push_back((*seq, m.clone()));
+                        }
+                    }
                     let Ok(bytes) = encode(&m) else { continue };
                     if out_tx.send(bytes).await.is_err() {
                         break;
@@ -275,12 +434,14 @@ async fn run_peer<C: Connector>(
             })
         };
         connected.store(true, Ordering::Relaxed);
-        let result = node
-            .relay_to(&addr, tokio_stream::wrappers::ReceiverStream::new(out_rx))
-            .await;
+        let result = tokio::select! {
+            r = node.relay_to(&addr, tokio_stream::wrappers::ReceiverStream::new(out_rx)) => r,
+            _ = reset.notified() => Ok(()),
+        };
         connected.store(false, Ordering::Relaxed);
         pump.abort();
         let _ = pump.await;
+        let failed = result.is_err();
         if let Err(e) = result {
             tracing::debug!(peer = %addr, error = %e, "node link down, reconnecting");
         }
@@ -288,7 +449,9 @@ async fn run_peer<C: Connector>(
         // after the next stream's full route table: route changes are set
         // operations applied in order, so replaying them after the table still
         // converges, and messages for the peer survive a short outage.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        if failed {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
@@ -330,7 +493,8 @@ impl RelayHandler for LinkReceiver {
             }
         };
         match message {
-            LinkMessage::Routes { routes, .. } => {
+            LinkMessage::Routes { routes, epoch, .. } => {
+                self.broker.links().peer_epoch(from, epoch);
                 self.current
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -343,7 +507,14 @@ impl RelayHandler for LinkReceiver {
                 message,
                 publisher,
                 shared,
-            } => self.broker.deliver_forwarded(message, publisher, shared),
+                seq,
+            } => {
+                // A re-send after a reconnect of something already delivered.
+                if self.broker.links().accept_seq(from, seq) {
+                    self.broker.deliver_forwarded(message, publisher, shared)
+                }
+            }
+            LinkMessage::Ack { epoch, upto } => self.broker.links().acked(from, epoch, upto),
             LinkMessage::Claim {
                 client_id,
                 node,
