@@ -107,6 +107,31 @@ pub fn add_nodes(
     states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
     leaders: Leaders,
 ) {
+    add_hosts(sim, n, dirs, states, leaders, false);
+}
+
+/// The MQTT port on every host started by [`add_nodes_with_mqtt`].
+pub const MQTT_PORT: u16 = 1883;
+
+/// Like [`add_nodes`], and every node also runs the MQTT front (its session layer
+/// over turmoil streams on [`MQTT_PORT`], node links over the simulated network).
+pub fn add_nodes_with_mqtt(
+    sim: &mut turmoil::Sim<'_>,
+    n: usize,
+    dirs: &[tempfile::TempDir],
+    states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
+) {
+    add_hosts(sim, n, dirs, states, Leaders::default(), true);
+}
+
+fn add_hosts(
+    sim: &mut turmoil::Sim<'_>,
+    n: usize,
+    dirs: &[tempfile::TempDir],
+    states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
+    leaders: Leaders,
+    mqtt: bool,
+) {
     for (i, name) in host_names(n).into_iter().enumerate() {
         let id = i as u64 + 1;
         let dir = dirs[i].path().to_path_buf();
@@ -176,6 +201,9 @@ pub fn add_nodes(
                     let accepted = l.accept().await.map(|(s, _)| Conn(s));
                     Some((accepted, l))
                 });
+                if mqtt {
+                    start_mqtt(&node).await?;
+                }
                 let server = tokio::spawn(fleetcore_raft::service::serve(
                     node.clone(),
                     incoming,
@@ -187,6 +215,33 @@ pub fn add_nodes(
             }
         });
     }
+}
+
+/// The node's MQTT front inside the simulation: broker, node links over the
+/// simulated network, and the session layer on turmoil streams.
+async fn start_mqtt(node: &RaftNode<TurmoilConnector>) -> Result<(), Box<dyn std::error::Error>> {
+    use fleetcore::mqtt::{authorize::AllowAll, link, session, Broker, MqttLimits};
+    let broker = Broker::new(
+        node.id(),
+        MqttLimits::default(),
+        Arc::new(fleetcore::clock::SystemClock),
+        Arc::new(AllowAll),
+    );
+    node.set_relay_handler(Arc::new(link::LinkReceiver::new(broker.clone())));
+    link::spawn_link_manager(node.clone(), broker.clone());
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", MQTT_PORT)).await?;
+    tokio::spawn(async move {
+        while let Ok((stream, peer)) = listener.accept().await {
+            let info = session::ConnInfo {
+                peer: peer.to_string(),
+                listener: "sim",
+                certificate: None,
+                rate_limited: false,
+            };
+            tokio::spawn(session::serve(stream, info, broker.clone()));
+        }
+    });
+    Ok(())
 }
 
 /// Sends one Forward request to `node` (a host name) from the current client.

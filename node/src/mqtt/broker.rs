@@ -801,6 +801,10 @@ impl Broker {
             }
         }
         for (node, routes) in lock(&self.inner.remote).iter() {
+            // A share group's message goes to a member that can get it now.
+            if !self.inner.links.is_connected(*node) {
+                continue;
+            }
             for (g, f) in &routes.shared {
                 if topic::matches(f, topic_name) {
                     groups
@@ -958,9 +962,11 @@ impl Broker {
             .apply(key, add);
     }
 
-    /// A peer's stream to us ended: its routes are unknown until it reconnects.
+    /// A peer's stream to us ended. Its routes are kept: messages for it wait in
+    /// its link queue (bounded) and are delivered when the link is back, which
+    /// then re-sends the full table. A removed member's routes go with
+    /// [`Broker::forget_peer`].
     pub fn peer_gone(&self, node: u64) {
-        lock(&self.inner.remote).remove(&node);
         // A claim waiting for this peer's answer need not wait any longer.
         let mut claims = lock(&self.inner.claims);
         for claim in claims.values_mut() {
@@ -973,7 +979,12 @@ impl Broker {
         }
     }
 
-    /// Nodes whose routes we know (their stream to us is up).
+    /// A node left the cluster: forget its routes.
+    pub fn forget_peer(&self, node: u64) {
+        lock(&self.inner.remote).remove(&node);
+    }
+
+    /// Nodes whose routes we know (their stream to us is, or was, up).
     pub fn peers_with_routes(&self) -> Vec<u64> {
         lock(&self.inner.remote).keys().copied().collect()
     }

@@ -323,6 +323,9 @@ pub fn spawn_link_manager<C: Connector>(
                     let keep = members.get(id) == Some(&p.addr);
                     if !keep {
                         p.task.abort();
+                        if !members.contains_key(id) {
+                            broker.forget_peer(*id);
+                        }
                     }
                     keep
                 });
