@@ -121,7 +121,6 @@ fn run_seed(seed: u64) -> Result<(), String> {
     }
     {
         let (probe_seen, names) = (probe_seen.clone(), names.clone());
-        let seed = seed;
         sim.client("publisher", async move {
             let mut c = loop {
                 match Client::connect(&names[0], "pub").await {
