@@ -3,7 +3,8 @@
 //! 1. no two acknowledged updates of a key produced the same version;
 //! 2. an update invoked after another was acknowledged produced a higher version;
 //! 3. a read invoked after an update was acknowledged saw at least its version;
-//! 4. a read invoked after another read completed saw at least that read's version.
+//! 4. a read invoked after another read completed saw at least that read's version;
+//! 5. an acknowledged update that carried `version` E produced version E + 1.
 
 use std::collections::BTreeMap;
 
@@ -35,20 +36,34 @@ fn ok(e: &Event) -> Option<u64> {
     }
 }
 
-/// Checks rules 1–4 for every key.
+fn is_update(op: &Op) -> bool {
+    matches!(op, Op::Update | Op::UpdateIfVersion(_))
+}
+
+/// Checks rules 1–5 for every key.
 pub fn shadow_versions(history: &[Event]) -> Result<(), Violation> {
     let mut by_key: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     for e in history
         .iter()
-        .filter(|e| matches!(e.op, Op::Update | Op::Read))
+        .filter(|e| matches!(e.op, Op::Update | Op::UpdateIfVersion(_) | Op::Read))
     {
         by_key.entry(e.key.as_str()).or_default().push(e);
     }
     for events in by_key.values() {
         let updates: Vec<&&Event> = events
             .iter()
-            .filter(|e| e.op == Op::Update && ok(e).is_some())
+            .filter(|e| is_update(&e.op) && ok(e).is_some())
             .collect();
+        for u in &updates {
+            if let (Op::UpdateIfVersion(expected), Some(v)) = (&u.op, ok(u)) {
+                if v != expected + 1 {
+                    return Err(Violation {
+                        rule: "an update that carried a version was applied at another version",
+                        events: vec![(**u).clone()],
+                    });
+                }
+            }
+        }
         for (i, a) in updates.iter().enumerate() {
             for b in &updates[i + 1..] {
                 if ok(a) == ok(b) {
@@ -65,7 +80,8 @@ pub fn shadow_versions(history: &[Event]) -> Result<(), Violation> {
                     continue;
                 }
                 let (va, vb) = (ok(a).unwrap_or(0), ok(b).unwrap_or(0));
-                let broken = match (&a.op, &b.op) {
+                let kind = |op: &Op| if is_update(op) { Op::Update } else { Op::Read };
+                let broken = match (kind(&a.op), kind(&b.op)) {
                     (Op::Update, Op::Update) if vb <= va => {
                         Some("an update acknowledged earlier has a higher version than a later one")
                     }

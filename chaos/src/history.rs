@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 pub enum Op {
     /// A shadow update.
     Update,
+    /// A shadow update carrying `version`: applied only if the shadow is at it.
+    UpdateIfVersion(u64),
     /// A linearizable read of the shadow's version.
     Read,
     /// CreateThing (the key is the thing name).

@@ -36,6 +36,9 @@ enum Command {
         /// Simulated workload per seed, in seconds.
         #[arg(long, default_value_t = 20)]
         workload_secs: u64,
+        /// Let the nemesis replace a node (remove, wipe, add back) once per seed.
+        #[arg(long)]
+        replace_nodes: bool,
     },
     /// Kill, pause and cut off real node processes; report failover p50/p99.
     Drill {
@@ -100,14 +103,15 @@ fn drill(
 }
 
 fn main() -> anyhow::Result<()> {
-    let (seeds, first, nodes, workload_secs) = match Cli::parse().command {
+    let (seeds, first, nodes, workload_secs, replace_nodes) = match Cli::parse().command {
         Command::Drill { kills, binary, dir } => return drill(kills, binary, dir),
         Command::Sim {
             seeds,
             first,
             nodes,
             workload_secs,
-        } => (seeds, first, nodes, workload_secs),
+            replace_nodes,
+        } => (seeds, first, nodes, workload_secs, replace_nodes),
     };
     println!("| nodes | seeds | faults | operations | acknowledged | violations | slowest seed |");
     println!("|------:|------:|-------:|-----------:|-------------:|-----------:|:-------------|");
@@ -123,6 +127,7 @@ fn main() -> anyhow::Result<()> {
                 clients: 3,
                 workload: Duration::from_secs(workload_secs),
                 reads: ReadMode::Linearizable,
+                replace_nodes,
             };
             let started = Instant::now();
             match run(&config) {

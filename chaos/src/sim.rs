@@ -5,6 +5,7 @@
 //! from the seed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -107,7 +108,46 @@ pub fn add_nodes(
     states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
     leaders: Leaders,
 ) {
-    add_hosts(sim, n, dirs, states, leaders, false);
+    add_hosts(sim, n, &Disks::new(dirs), states, leaders, false);
+}
+
+/// Each node's data dir, and which nodes were wiped (they restart empty and wait
+/// to be added back instead of bootstrapping).
+#[derive(Clone, Default)]
+pub struct Disks {
+    dirs: Arc<Mutex<BTreeMap<u64, PathBuf>>>,
+    wiped: Arc<Mutex<BTreeSet<u64>>>,
+}
+
+impl Disks {
+    fn new(dirs: &[tempfile::TempDir]) -> Self {
+        let d = Disks::default();
+        if let Ok(mut m) = d.dirs.lock() {
+            for (i, dir) in dirs.iter().enumerate() {
+                m.insert(i as u64 + 1, dir.path().to_path_buf());
+            }
+        }
+        d
+    }
+
+    /// Gives node `id` a fresh, empty data dir (the old one may still be held by
+    /// the crashed instance's closing RocksDB).
+    fn wipe(&self, id: u64, fresh: PathBuf) {
+        if let Ok(mut m) = self.dirs.lock() {
+            m.insert(id, fresh);
+        }
+        if let Ok(mut w) = self.wiped.lock() {
+            w.insert(id);
+        }
+    }
+
+    fn dir(&self, id: u64) -> Option<PathBuf> {
+        self.dirs.lock().ok()?.get(&id).cloned()
+    }
+
+    fn is_wiped(&self, id: u64) -> bool {
+        self.wiped.lock().map(|w| w.contains(&id)).unwrap_or(false)
+    }
 }
 
 /// The MQTT port on every host started by [`add_nodes_with_mqtt`].
@@ -121,27 +161,28 @@ pub fn add_nodes_with_mqtt(
     dirs: &[tempfile::TempDir],
     states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
 ) {
-    add_hosts(sim, n, dirs, states, Leaders::default(), true);
+    add_hosts(sim, n, &Disks::new(dirs), states, Leaders::default(), true);
 }
 
 fn add_hosts(
     sim: &mut turmoil::Sim<'_>,
     n: usize,
-    dirs: &[tempfile::TempDir],
+    disks: &Disks,
     states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
     leaders: Leaders,
     mqtt: bool,
 ) {
     for (i, name) in host_names(n).into_iter().enumerate() {
         let id = i as u64 + 1;
-        let dir = dirs[i].path().to_path_buf();
+        let disks = disks.clone();
         let states = states.clone();
         let leaders = leaders.clone();
         sim.host(name, move || {
-            let dir = dir.clone();
+            let disks = disks.clone();
             let states = states.clone();
             let leaders = leaders.clone();
             async move {
+                let dir = disks.dir(id).ok_or("no data dir")?;
                 let options = RaftOptions {
                     snapshot_every_entries: 30,
                     keep_behind_snapshot: 5,
@@ -209,7 +250,12 @@ fn add_hosts(
                     incoming,
                     std::future::pending(),
                 ));
-                node.bootstrap(CLUSTER, all).await?;
+                if disks.is_wiped(id) {
+                    // Like an operator's replacement: wait to be added back.
+                    node.cluster().adopt(CLUSTER)?;
+                } else {
+                    node.bootstrap(CLUSTER, all).await?;
+                }
                 server.await??;
                 Ok(())
             }
@@ -300,6 +346,9 @@ pub struct SimConfig {
     pub workload: Duration,
     /// How clients read.
     pub reads: ReadMode,
+    /// The nemesis may replace a node: remove it from the membership, wipe its
+    /// data, restart it empty and add it back (it catches up from a snapshot).
+    pub replace_nodes: bool,
 }
 
 /// How simulated clients read a shadow's version.
@@ -322,6 +371,8 @@ pub struct Report {
     pub acknowledged: usize,
     /// Faults injected, in order.
     pub faults: Vec<String>,
+    /// Acknowledged updates that carried an expected version.
+    pub conditional_acknowledged: usize,
 }
 
 /// Runs one simulation and checks its history; the error names the seed, the fault
@@ -347,13 +398,19 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         .map_err(|e| e.to_string())?;
     let states: Arc<Mutex<BTreeMap<u64, SharedState>>> = Arc::default();
     let leaders: Leaders = Arc::default();
-    add_nodes(
+    let disks = Disks::new(&dirs);
+    add_hosts(
         &mut sim,
         config.nodes,
-        &dirs,
+        &disks,
         states.clone(),
         leaders.clone(),
+        false,
     );
+    // Fresh dirs for replaced nodes live as long as the run.
+    let mut spare_dirs: Vec<tempfile::TempDir> = Vec::new();
+    // The nemesis asks the driver (which owns `sim`) to wipe a removed node.
+    let wipe_request: Arc<Mutex<Option<u64>>> = Arc::default();
     let names = host_names(config.nodes);
     let history = History::default();
     let faults: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -377,6 +434,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
             SeededRng::new(seed ^ (client as u64 + 1).wrapping_mul(0x5851_f42d_4c95_7f2d));
         sim.client(format!("client{client}"), async move {
             let mut n = 0u64;
+            let mut seen: BTreeMap<String, u64> = BTreeMap::new();
             while now_ms() < workload.as_millis() as u64 {
                 let key = keys[rng.below(keys.len() as u64) as usize];
                 let node = &names[rng.below(names.len() as u64) as usize];
@@ -387,9 +445,18 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
                     .map_or(0, |i| i as u64 + 1);
                 let dice = rng.below(20);
                 let mut key = key.to_string();
-                let (op, outcome) = if dice < 13 {
+                let (op, outcome) = if dice < 9 {
                     n += 1;
                     (Op::Update, write(node, &key, client, n).await)
+                } else if dice < 13 {
+                    // Conditional on the last version this client saw for the key.
+                    n += 1;
+                    let expected = seen.get(&key).copied().unwrap_or(0);
+                    let request = update_if(&key, client, n, expected);
+                    (
+                        Op::UpdateIfVersion(expected),
+                        send_update(node, &request).await,
+                    )
                 } else if dice < 17 {
                     (Op::Read, read(node, node_id, &key, reads, &states).await)
                 } else {
@@ -403,6 +470,11 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
                     };
                     (op, registry_write(node, &key, create, n).await)
                 };
+                if let (Op::Update | Op::UpdateIfVersion(_) | Op::Read, Outcome::Ok(v)) =
+                    (&op, &outcome)
+                {
+                    seen.insert(key.clone(), *v);
+                }
                 history.record(Event {
                     client,
                     key,
@@ -422,10 +494,24 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         let faults = faults.clone();
         let workload = config.workload;
         let mut rng = SeededRng::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0xfa17);
+        let replace_nodes = config.replace_nodes;
+        let wipe_request = wipe_request.clone();
+        let all = members(config.nodes);
         sim.client("nemesis", async move {
             let log = |f: String| faults.lock().map(|mut v| v.push(f)).unwrap_or(());
+            let mut replaced = false;
             while now_ms() < workload.as_millis() as u64 {
                 tokio::time::sleep(Duration::from_millis(500 + rng.below(2500))).await;
+                if replace_nodes && !replaced && rng.below(4) == 0 {
+                    replaced = true;
+                    let victim = rng.below(names.len() as u64) + 1;
+                    // Operators replace a node in a healthy cluster; the other
+                    // faults resume while it catches up.
+                    heal(&names);
+                    log(format!("{}ms heal", now_ms()));
+                    replace_node(victim, &names, &all, &wipe_request, &log).await;
+                    continue;
+                }
                 match rng.below(5) {
                     3 => {
                         // Delay: hold a link's messages for a while, then deliver.
@@ -527,6 +613,24 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
             Err(e) => break Err(e),
         }
         let now = sim.elapsed().as_millis() as u64;
+        if down.is_none() {
+            let request = wipe_request.lock().ok().and_then(|r| *r);
+            if let Some(id) = request {
+                let host = names[(id - 1) as usize].clone();
+                sim.crash(host.as_str());
+                let fresh = tempfile::tempdir().map_err(|e| e.to_string())?;
+                disks.wipe(id, fresh.path().to_path_buf());
+                spare_dirs.push(fresh);
+                sim.bounce(host.as_str());
+                faults
+                    .lock()
+                    .map(|mut f| f.push(format!("{now}ms wipe and restart {host}")))
+                    .unwrap_or(());
+                if let Ok(mut r) = wipe_request.lock() {
+                    *r = None;
+                }
+            }
+        }
         if let Some((until, host)) = &down {
             if now >= *until {
                 sim.bounce(host.as_str());
@@ -574,6 +678,12 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
             .iter()
             .filter(|e| matches!(e.outcome, Outcome::Ok(_)))
             .count(),
+        conditional_acknowledged: events
+            .iter()
+            .filter(|e| {
+                matches!(e.op, Op::UpdateIfVersion(_)) && matches!(e.outcome, Outcome::Ok(_))
+            })
+            .count(),
         faults,
     })
 }
@@ -600,9 +710,25 @@ fn replica_states(states: &Mutex<BTreeMap<u64, SharedState>>) -> Vec<(u64, Optio
         .unwrap_or_default()
 }
 
+/// A shadow update of `key` that applies only at version `expected`.
+pub fn update_if(key: &str, client: usize, n: u64, expected: u64) -> ForwardRequest {
+    ForwardRequest::Write(Command::UpdateShadow {
+        key: ShadowKey::classic(key),
+        request: format!(
+            r#"{{"state":{{"reported":{{"c":{client},"n":{n}}}}},"version":{expected}}}"#
+        ),
+        at_ms: n,
+    })
+}
+
 /// One shadow update through `node`.
 async fn write(node: &str, key: &str, client: usize, n: u64) -> Outcome {
-    match forward(node, &update(key, client, n), Duration::from_secs(2)).await {
+    send_update(node, &update(key, client, n)).await
+}
+
+/// Sends a shadow update through `node`: the version it produced.
+async fn send_update(node: &str, request: &ForwardRequest) -> Outcome {
+    match forward(node, request, Duration::from_secs(2)).await {
         Ok(ForwardResponse::Written(json)) => {
             match serde_json::from_str::<fleetcore_model::Outcome>(&json) {
                 Ok(Ok(Applied::ShadowUpdated(u))) => u.accepted["version"]
@@ -616,6 +742,60 @@ async fn write(node: &str, key: &str, client: usize, n: u64) -> Outcome {
         // Not the leader, or not reachable: the write was not taken.
         Err(s) if s.code() == tonic::Code::Unavailable => Outcome::Failed,
         Err(_) => Outcome::Unknown,
+    }
+}
+
+/// Replaces node `victim` as an operator would: remove it from the membership,
+/// have it wiped and restarted empty, add it back (it catches up from a snapshot).
+async fn replace_node(
+    victim: u64,
+    names: &[String],
+    all: &BTreeMap<u64, NodeInfo>,
+    wipe_request: &Mutex<Option<u64>>,
+    log: &impl Fn(String),
+) {
+    let others: Vec<&String> = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i as u64 + 1 != victim)
+        .map(|(_, n)| n)
+        .collect();
+    let mut removed = false;
+    for attempt in 0..20 {
+        let node = others[attempt % others.len()];
+        let remove = ForwardRequest::RemoveNode { id: victim };
+        if let Ok(ForwardResponse::Done) = forward(node, &remove, Duration::from_secs(2)).await {
+            removed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if !removed {
+        log(format!("{}ms could not remove node {victim}", now_ms()));
+        return;
+    }
+    log(format!("{}ms removed node {victim}", now_ms()));
+    if let Ok(mut r) = wipe_request.lock() {
+        *r = Some(victim);
+    }
+    while wipe_request.lock().map(|r| r.is_some()).unwrap_or(false) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Some(info) = all.get(&victim).cloned() else {
+        return;
+    };
+    // Adding back must succeed eventually: retry through any other node.
+    for attempt in 0.. {
+        let node = others[attempt % others.len()];
+        let add = ForwardRequest::AddNode {
+            id: victim,
+            info: info.clone(),
+        };
+        if let Ok(ForwardResponse::Done) = forward(node, &add, Duration::from_secs(20)).await {
+            log(format!("{}ms added node {victim} back", now_ms()));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -123,3 +123,19 @@ fn two_leaders_in_one_term_are_caught() {
         .unwrap_err()
         .contains("term 2"));
 }
+
+#[test]
+fn conditional_update_at_the_wrong_version_is_caught() {
+    let good = vec![
+        ev(Op::Update, 0, 10, Outcome::Ok(1)),
+        ev(Op::UpdateIfVersion(1), 20, 30, Outcome::Ok(2)),
+        ev(Op::UpdateIfVersion(1), 40, 50, Outcome::Failed),
+    ];
+    assert_eq!(shadow_versions(&good), Ok(()));
+    let bad = vec![
+        ev(Op::Update, 0, 10, Outcome::Ok(1)),
+        ev(Op::UpdateIfVersion(1), 20, 30, Outcome::Ok(3)),
+    ];
+    let v = shadow_versions(&bad).unwrap_err();
+    assert!(v.rule.contains("carried a version"), "{v}");
+}
