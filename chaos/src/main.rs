@@ -103,6 +103,13 @@ fn drill(
 }
 
 fn main() -> anyhow::Result<()> {
+    // RUST_LOG=openraft=info,fleetcore_raft=debug shows what the nodes did.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let (seeds, first, nodes, workload_secs, replace_nodes) = match Cli::parse().command {
         Command::Drill { kills, binary, dir } => return drill(kills, binary, dir),
         Command::Sim {

@@ -503,6 +503,22 @@ impl<C: Connector> RaftNode<C> {
         }
     }
 
+    /// A quorum confirms this node still leads (read-index); otherwise `NoLeader`.
+    async fn confirm_leadership(&self) -> Result<(), RaftError> {
+        match self
+            .inner
+            .raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(RaftError::NoLeader(format!(
+                "node {} could not confirm it leads: {e}",
+                self.inner.id
+            ))),
+        }
+    }
+
     /// Serves a request as the leader. `NoLeader` means "not me (any more)".
     pub(crate) async fn serve_forwarded(
         &self,
@@ -528,6 +544,10 @@ impl<C: Connector> RaftNode<C> {
                 }
             }
             ForwardRequest::AddNode { id, info } => {
+                // The membership read below must be the cluster's current one: a
+                // node restarted with a vote it once won believes it leads until
+                // a quorum says otherwise (found by chaos seed 57).
+                self.confirm_leadership().await?;
                 self.check_new_member(id, &info).await?;
                 let step = |e: openraft::error::RaftError<_, _>| -> RaftError {
                     if e.forward_to_leader().is_some() {
@@ -579,6 +599,7 @@ impl<C: Connector> RaftNode<C> {
                 }
             }
             ForwardRequest::RemoveNode { id } => {
+                self.confirm_leadership().await?;
                 let voters: BTreeSet<u64> = raft.voter_ids().collect();
                 if voters.contains(&id) {
                     if voters.len() == 1 {
