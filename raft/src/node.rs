@@ -452,6 +452,13 @@ impl<C: Connector> RaftNode<C> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let mut client = self.inner.network.client(&info.raft_addr);
         let rpc = self.inner.network.request(Blob { data }, remaining);
+        // The connection broke (e.g. the leader died behind a proxy that accepted
+        // the connection): a read index is safe to ask again; a write may have
+        // reached the leader, so its outcome is unknown.
+        let broken_with = |request: &ForwardRequest, message: &str| match request {
+            ForwardRequest::ReadIndex => RaftError::NoLeader(format!("leader {leader}: {message}")),
+            _ => RaftError::LeaderUnreachable(format!("leader {leader}: {message}")),
+        };
         match client.forward(rpc).await {
             Ok(reply) => wire::decode(&reply.into_inner().data).map_err(RaftError::Wire),
             Err(status) => match status.code() {
@@ -468,32 +475,11 @@ impl<C: Connector> RaftNode<C> {
                     Err(RaftError::ClusterMismatch(status.message().to_string()))
                 }
                 tonic::Code::Aborted => Err(RaftError::Membership(status.message().to_string())),
-                // The connection broke (e.g. the leader died behind a proxy that
-                // accepted the connection). A read index is safe to ask again;
-                // a write may have reached the leader, so its outcome is unknown.
-                tonic::Code::Cancelled => match request {
-                    ForwardRequest::ReadIndex => Err(RaftError::NoLeader(format!(
-                        "leader {leader}: {}",
-                        status.message()
-                    ))),
-                    _ => Err(RaftError::LeaderUnreachable(format!(
-                        "leader {leader}: {}",
-                        status.message()
-                    ))),
-                },
+                tonic::Code::Cancelled => Err(broken_with(request, status.message())),
                 tonic::Code::Unknown | tonic::Code::Internal
                     if status.message().contains("transport") =>
                 {
-                    match request {
-                        ForwardRequest::ReadIndex => Err(RaftError::NoLeader(format!(
-                            "leader {leader}: {}",
-                            status.message()
-                        ))),
-                        _ => Err(RaftError::LeaderUnreachable(format!(
-                            "leader {leader}: {}",
-                            status.message()
-                        ))),
-                    }
+                    Err(broken_with(request, status.message()))
                 }
                 _ => Err(RaftError::Internal(format!(
                     "leader {leader}: {}",

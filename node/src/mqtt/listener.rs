@@ -60,8 +60,15 @@ pub fn spawn_session<S>(
     tokio::spawn(session::serve(stream, info, broker.clone()));
 }
 
-/// Serves plain MQTT over TCP until `shutdown` resolves.
-pub async fn serve_tcp(listener: TcpListener, broker: Broker, shutdown: impl Future<Output = ()>) {
+/// The accept loop every listener shares: rate limit, then `handle` each
+/// connection (which spawns whatever handshake the transport needs).
+async fn accept_loop(
+    listener: TcpListener,
+    name: &'static str,
+    broker: &Broker,
+    shutdown: impl Future<Output = ()>,
+    mut handle: impl FnMut(tokio::net::TcpStream, std::net::SocketAddr, bool),
+) {
     let mut rate = RateLimit::new(broker.limits().connections_per_second);
     tokio::pin!(shutdown);
     loop {
@@ -70,17 +77,30 @@ pub async fn serve_tcp(listener: TcpListener, broker: Broker, shutdown: impl Fut
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    let limited = rate.exceeded();
-                    spawn_session(stream, addr.to_string(), "tcp", None, limited, &broker);
+                    handle(stream, addr, rate.exceeded());
                 }
                 Err(e) => {
                     // Out of file descriptors, typically: wait instead of spinning.
-                    tracing::warn!(error = %e, "MQTT accept failed");
+                    tracing::warn!(error = %e, listener = name, "MQTT accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
         }
     }
+}
+
+/// Serves plain MQTT over TCP until `shutdown` resolves.
+pub async fn serve_tcp(listener: TcpListener, broker: Broker, shutdown: impl Future<Output = ()>) {
+    accept_loop(
+        listener,
+        "tcp",
+        &broker.clone(),
+        shutdown,
+        |stream, addr, limited| {
+            spawn_session(stream, addr.to_string(), "tcp", None, limited, &broker)
+        },
+    )
+    .await
 }
 
 /// Serves MQTT over TLS until `shutdown` resolves. The handshake runs in the
@@ -92,74 +112,61 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let mut rate = RateLimit::new(broker.limits().connections_per_second);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    let limited = rate.exceeded();
-                    let acceptor = acceptor.clone();
-                    let broker = broker.clone();
-                    tokio::spawn(async move {
-                        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(e)) => {
-                                tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::info!(peer = %addr, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                        let certificate = tls
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .map(|c| super::tls::certificate_id(c.as_ref()));
-                        spawn_session(tls, addr.to_string(), "tls", certificate, limited, &broker);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "MQTT TLS accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
+    accept_loop(
+        listener,
+        "tls",
+        &broker.clone(),
+        shutdown,
+        |stream, addr, limited| {
+            let acceptor = acceptor.clone();
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                let tls =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(peer = %addr, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                let certificate = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| super::tls::certificate_id(c.as_ref()));
+                spawn_session(tls, addr.to_string(), "tls", certificate, limited, &broker);
+            });
+        },
+    )
+    .await
 }
 
 /// Serves MQTT over WebSocket (subprotocol `mqtt`) until `shutdown` resolves.
 pub async fn serve_ws(listener: TcpListener, broker: Broker, shutdown: impl Future<Output = ()>) {
-    let mut rate = RateLimit::new(broker.limits().connections_per_second);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    let limited = rate.exceeded();
-                    let broker = broker.clone();
-                    tokio::spawn(async move {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, super::ws::accept(stream)).await {
-                            Ok(Ok(ws)) => spawn_session(ws, addr.to_string(), "ws", None, limited, &broker),
-                            Ok(Err(e)) => tracing::info!(peer = %addr, error = %e, "WebSocket handshake failed"),
-                            Err(_) => tracing::info!(peer = %addr, "WebSocket handshake timed out"),
-                        }
-                    });
+    accept_loop(
+        listener,
+        "ws",
+        &broker.clone(),
+        shutdown,
+        |stream, addr, limited| {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, super::ws::accept(stream)).await {
+                    Ok(Ok(ws)) => spawn_session(ws, addr.to_string(), "ws", None, limited, &broker),
+                    Ok(Err(e)) => {
+                        tracing::info!(peer = %addr, error = %e, "WebSocket handshake failed")
+                    }
+                    Err(_) => tracing::info!(peer = %addr, "WebSocket handshake timed out"),
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "MQTT WebSocket accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
+            });
+        },
+    )
+    .await
 }
 
 /// Bound on a TLS or WebSocket handshake.
