@@ -75,7 +75,9 @@ where
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut codec = Codec::new(broker.limits().max_packet_size);
-    let mut buf = BytesMut::with_capacity(4096);
+    // Small to start: most devices send small packets, and idle connections are
+    // many; the buffer grows for bigger ones.
+    let mut buf = BytesMut::with_capacity(512);
     let first = tokio::time::timeout(CONNECT_TIMEOUT, async {
         loop {
             match codec.decode(&mut buf) {
@@ -83,6 +85,7 @@ where
                 Ok(None) => {}
                 Err(e) => return Err(e),
             }
+            make_room(&mut buf);
             match rd.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => {
                     return Err(CodecError::Malformed("closed before CONNECT".into()))
@@ -281,7 +284,7 @@ async fn accept<W: AsyncWrite + Unpin>(
         receive_max: usize::from(receive_max.min(limits.receive_maximum.max(1))),
         aliases: HashMap::new(),
         grant: Some(grant),
-        deferred: mpsc::unbounded_channel(),
+        deferred: None,
     })
 }
 
@@ -299,11 +302,12 @@ struct Connection {
     receive_max: usize,
     aliases: HashMap<u16, String>,
     grant: Option<Grant>,
-    /// Acks that wait for something (a retained message's commit).
-    deferred: (
+    /// Acks that wait for something (a retained message's commit). Created on
+    /// first use: a channel costs kilobytes, and most connections never need one.
+    deferred: Option<(
         mpsc::UnboundedSender<Outbound>,
         mpsc::UnboundedReceiver<Outbound>,
-    ),
+    )>,
 }
 
 impl Connection {
@@ -361,13 +365,14 @@ impl Connection {
                 self.out.clear();
             }
             let deadline = self.keep_alive.map(|k| last_heard + k);
+            make_room(&mut buf);
             tokio::select! {
                 k = &mut kick => break End::Kicked(k.unwrap_or(Kick::TakenOver)),
                 r = rd.read_buf(&mut buf) => match r {
                     Ok(0) | Err(_) => break End::Network,
                     Ok(_) => last_heard = Instant::now(),
                 },
-                Some(ack) = self.deferred.1.recv() => self.send(ack),
+                Some(ack) = recv_deferred(&mut self.deferred) => self.send(ack),
                 _ = mailbox.notify.notified() => {}
                 _ = sleep_until(deadline), if deadline.is_some() => break End::KeepAlive,
             }
@@ -745,7 +750,11 @@ impl Connection {
         };
         let qos = p.message.qos;
         let pkid = p.pkid;
-        let acks = self.deferred.0.clone();
+        let acks = self
+            .deferred
+            .get_or_insert_with(mpsc::unbounded_channel)
+            .0
+            .clone();
         let fut = store.store(p.message);
         tokio::spawn(async move {
             let code = match fut.await {
@@ -867,6 +876,27 @@ fn send_will(broker: Broker, client_id: String, epoch: u64, will: Will, expiry: 
             broker.publish(will.message, Some(&client_id));
         }
     });
+}
+
+/// Grows the read buffer in steps before a read, so a large packet is read in
+/// few calls while an idle connection keeps its small buffer.
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 256 {
+        buf.reserve(8192);
+    }
+}
+
+/// The next deferred ack, or never when there is no channel yet.
+async fn recv_deferred(
+    deferred: &mut Option<(
+        mpsc::UnboundedSender<Outbound>,
+        mpsc::UnboundedReceiver<Outbound>,
+    )>,
+) -> Option<Outbound> {
+    match deferred {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Writes and flushes: TLS and WebSocket streams buffer until flushed.
