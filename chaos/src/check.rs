@@ -167,3 +167,93 @@ pub fn one_leader_per_term(
         None => Ok(()),
     }
 }
+
+/// Linearizability of each shadow's history, by search (Wing & Gong, with the
+/// memoization of Lowe / Porcupine): is there an order of the operations, within
+/// their real-time bounds, in which a sequential shadow version counter gives every
+/// acknowledged result? Updates add one (a conditional one only at its version),
+/// reads return the counter. Operations with an unknown outcome may take effect at
+/// any point after their invocation, or never; refused ones never do.
+pub fn linearizable(history: &[Event]) -> Result<(), Violation> {
+    let mut by_key: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+    for e in history
+        .iter()
+        .filter(|e| matches!(e.op, Op::Update | Op::UpdateIfVersion(_) | Op::Read))
+        .filter(|e| e.outcome != Outcome::Failed)
+        // A read whose outcome is unknown says nothing.
+        .filter(|e| !(e.op == Op::Read && e.outcome == Outcome::Unknown))
+    {
+        by_key.entry(e.key.as_str()).or_default().push(e);
+    }
+    for events in by_key.values() {
+        if let Some(stuck) = search(events) {
+            return Err(Violation {
+                rule: "no linearization of this shadow's history exists",
+                events: stuck,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `None` when a linearization exists; else the operations at the frontier where
+/// every order failed.
+fn search(events: &[&Event]) -> Option<Vec<Event>> {
+    let n = events.len();
+    let words = n.div_ceil(64);
+    // Unknown outcomes may complete never: no real-time bound from them.
+    let completes = |e: &Event| match e.outcome {
+        Outcome::Unknown => u64::MAX,
+        _ => e.completed_ms,
+    };
+    let required: Vec<bool> = events
+        .iter()
+        .map(|e| e.outcome != Outcome::Unknown)
+        .collect();
+    let mut seen: std::collections::HashSet<(Vec<u64>, u64)> = std::collections::HashSet::new();
+    let mut best: (usize, Vec<usize>) = (0, Vec::new());
+    // Depth-first, iterative: (done set, version, ops done).
+    let mut stack: Vec<(Vec<u64>, u64, usize)> = vec![(vec![0; words], 0, 0)];
+    let is_done = |done: &[u64], i: usize| done[i / 64] & (1 << (i % 64)) != 0;
+    while let Some((done, version, count)) = stack.pop() {
+        if !seen.insert((done.clone(), version)) {
+            continue;
+        }
+        if (0..n).all(|i| !required[i] || is_done(&done, i)) {
+            return None;
+        }
+        // The earliest completion among required operations not yet linearized:
+        // nothing invoked after it may go before it.
+        let horizon = (0..n)
+            .filter(|&i| required[i] && !is_done(&done, i))
+            .map(|i| completes(events[i]))
+            .min()
+            .unwrap_or(u64::MAX);
+        let candidates: Vec<usize> = (0..n)
+            .filter(|&i| !is_done(&done, i) && events[i].invoked_ms <= horizon)
+            .collect();
+        if count >= best.0 {
+            best = (count, candidates.clone());
+        }
+        for &i in candidates.iter().rev() {
+            let e = events[i];
+            let next = match (&e.op, &e.outcome) {
+                (Op::Read, Outcome::Ok(v)) => (*v == version).then_some(version),
+                (Op::Update, Outcome::Ok(v)) => (*v == version + 1).then_some(version + 1),
+                (Op::Update, _) => Some(version + 1),
+                (Op::UpdateIfVersion(expected), Outcome::Ok(v)) => {
+                    (*expected == version && *v == version + 1).then_some(version + 1)
+                }
+                // Unknown: applied only if the version matched then.
+                (Op::UpdateIfVersion(expected), _) => (*expected == version).then_some(version + 1),
+                _ => None,
+            };
+            if let Some(v) = next {
+                let mut d = done.clone();
+                d[i / 64] |= 1 << (i % 64);
+                stack.push((d, v, count + 1));
+            }
+        }
+    }
+    Some(best.1.into_iter().map(|i| events[i].clone()).collect())
+}

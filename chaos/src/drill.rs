@@ -519,6 +519,7 @@ pub async fn run(config: DrillConfig) -> anyhow::Result<DrillReport> {
     }
     eprintln!("operations: {tally:?}");
     check::shadow_versions(&events).map_err(|v| anyhow::anyhow!("{v}"))?;
+    check::linearizable(&events).map_err(|v| anyhow::anyhow!("{v}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut seen = Vec::new();

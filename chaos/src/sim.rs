@@ -660,6 +660,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
     // Checks run after the simulation; replicas must have converged once healed.
     let events = history.events();
     check::shadow_versions(&events).map_err(|v| format!("seed {seed}: {v}faults: {schedule}"))?;
+    check::linearizable(&events).map_err(|v| format!("seed {seed}: {v}faults: {schedule}"))?;
     let replicas = replica_states(&states);
     check::replicas_identical(&replicas)
         .map_err(|e| format!("seed {seed}: {e}\nfaults: {schedule}"))?;

@@ -139,3 +139,41 @@ fn conditional_update_at_the_wrong_version_is_caught() {
     let v = shadow_versions(&bad).unwrap_err();
     assert!(v.rule.contains("carried a version"), "{v}");
 }
+
+#[test]
+fn linearizability_search_accepts_concurrent_orders_and_rejects_impossible_ones() {
+    use chaos::check::linearizable;
+    // Two concurrent updates may land in either order; a read during them may see
+    // either version; an unknown update may or may not have happened.
+    let good = vec![
+        ev(Op::Update, 0, 10, Outcome::Ok(1)),
+        ev(Op::Update, 20, 40, Outcome::Ok(3)),
+        ev(Op::Update, 21, 35, Outcome::Ok(2)),
+        ev(Op::Read, 22, 30, Outcome::Ok(1)),
+        ev(Op::Update, 50, 60, Outcome::Unknown),
+        ev(Op::Read, 70, 80, Outcome::Ok(3)),
+        ev(Op::UpdateIfVersion(3), 90, 95, Outcome::Ok(4)),
+    ];
+    assert_eq!(linearizable(&good), Ok(()));
+    // The unknown update happened after all: also fine.
+    let mut good2 = good.clone();
+    good2[5] = ev(Op::Read, 70, 80, Outcome::Ok(4));
+    good2[6] = ev(Op::UpdateIfVersion(4), 90, 95, Outcome::Ok(5));
+    assert_eq!(linearizable(&good2), Ok(()));
+    // A read that saw version 2 and then, strictly later, version 1.
+    let bad = vec![
+        ev(Op::Update, 0, 10, Outcome::Ok(1)),
+        ev(Op::Update, 20, 30, Outcome::Ok(2)),
+        ev(Op::Read, 40, 50, Outcome::Ok(2)),
+        ev(Op::Read, 60, 70, Outcome::Ok(1)),
+    ];
+    let v = linearizable(&bad).unwrap_err();
+    assert!(v.rule.contains("linearization"), "{v}");
+    // A conditional update that succeeded at a version the shadow never had then.
+    let bad2 = vec![
+        ev(Op::Update, 0, 10, Outcome::Ok(1)),
+        ev(Op::Update, 20, 30, Outcome::Ok(2)),
+        ev(Op::UpdateIfVersion(1), 40, 50, Outcome::Ok(2)),
+    ];
+    assert!(linearizable(&bad2).is_err());
+}
