@@ -125,7 +125,11 @@ bench() {
     out=$("$bin" bench "$@")
     other=$(tail -n +3 <<<"$out" | grep -oE '/ [0-9]+ \|' | tr -dc '0-9\n' | sort -n | tail -1 || true)
     if [ -z "$other" ] || [ "$other" -le "${MAX_OTHER:-20}" ]; then break; fi
-    echo "(other processes took ${other}% of a core during the run: repeating it, attempt $((attempt + 1)))" >&2
+    if [ "$attempt" -lt 4 ]; then
+      echo "(other processes took ${other}% of a core during the run: repeating it)" >&2
+    else
+      echo "(other processes took ${other}% of a core during the run: keeping this 4th attempt)" >&2
+    fi
   done
   if [ "$header" = 1 ]; then echo "$out"; else tail -n +3 <<<"$out"; fi
   header=0
