@@ -141,7 +141,17 @@ pub async fn run(
 
     let raft_server = tokio::spawn(fleetcore_raft::service::serve(
         node.clone(),
-        tokio_stream::wrappers::TcpListenerStream::new(raft_listener),
+        // Nagle on accepted peer connections delayed small Raft replies by ~40 ms
+        // (measured: p99 71 ms → 9 ms at 16 shadow writers); the dialing side
+        // already sets it.
+        futures::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(raft_listener),
+            |accepted| {
+                accepted.inspect(|s| {
+                    let _ = s.set_nodelay(true);
+                })
+            },
+        ),
         wait_stop(stop_rx.clone()),
     ));
 
