@@ -785,8 +785,9 @@ async fn replace_node(
     let Some(info) = all.get(&victim).cloned() else {
         return;
     };
-    // Adding back must succeed eventually: retry through any other node.
-    for attempt in 0.. {
+    // Adding back must succeed: retry through any other node, for a bounded time
+    // (a node never added back then fails the convergence check, with this log).
+    for attempt in 0..240 {
         let node = others[attempt % others.len()];
         let add = ForwardRequest::AddNode {
             id: victim,
@@ -798,6 +799,7 @@ async fn replace_node(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    log(format!("{}ms could not add node {victim} back", now_ms()));
 }
 
 /// CreateThing or DeleteThing of `thing` through `node`.

@@ -63,7 +63,11 @@ impl<C: Connector> Service<C> {
     /// Proposes a command; its rejection becomes the API error. A committed
     /// registry change is announced on its `$aws/events/...` topic.
     pub async fn propose(&self, command: Command) -> Result<Applied, ApiError> {
-        let change = RegistryChange::of(&command, &self.node.state().read().state);
+        // Shadow updates, the hot path, skip the state lock.
+        let change = match command {
+            Command::UpdateShadow { .. } | Command::DeleteShadow { .. } => None,
+            _ => RegistryChange::of(&command, &self.node.state().read().state),
+        };
         let outcome: Outcome = self.node.propose(command).await?;
         let applied = outcome?;
         if let Some(change) = change {

@@ -522,7 +522,8 @@ impl Broker {
             let slot = sessions
                 .entry(client_id.to_string())
                 .or_insert_with(SessionSlot::new);
-            let present = !clean_start && slot.conn.is_some() || slot.disconnected_at.is_some();
+            // Connected elsewhere on this node, or kept after a disconnect.
+            let present = slot.conn.is_some() || slot.disconnected_at.is_some();
             if let Some(mut c) = slot.conn.take() {
                 if let Some(k) = c.kick.take() {
                     let _ = k.send(Kick::TakenOver);
