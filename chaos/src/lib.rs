@@ -15,6 +15,7 @@
 pub mod check;
 pub mod drill;
 pub mod history;
+pub mod mqtt_client;
 pub mod sim;
 
 /// SplitMix64: the fault schedule's randomness, from the seed alone.

@@ -39,6 +39,9 @@ enum Command {
         /// Let the nemesis replace a node (remove, wipe, add back) once per seed.
         #[arg(long)]
         replace_nodes: bool,
+        /// Simulated devices working on the same shadows over MQTT.
+        #[arg(long, default_value_t = 1)]
+        mqtt_clients: usize,
     },
     /// Kill, pause and cut off real node processes; report failover p50/p99.
     Drill {
@@ -110,16 +113,25 @@ fn main() -> anyhow::Result<()> {
             .with_writer(std::io::stderr)
             .init();
     }
-    let (seeds, first, nodes, workload_secs, replace_nodes) = match Cli::parse().command {
-        Command::Drill { kills, binary, dir } => return drill(kills, binary, dir),
-        Command::Sim {
-            seeds,
-            first,
-            nodes,
-            workload_secs,
-            replace_nodes,
-        } => (seeds, first, nodes, workload_secs, replace_nodes),
-    };
+    let (seeds, first, nodes, workload_secs, replace_nodes, mqtt_clients) =
+        match Cli::parse().command {
+            Command::Drill { kills, binary, dir } => return drill(kills, binary, dir),
+            Command::Sim {
+                seeds,
+                first,
+                nodes,
+                workload_secs,
+                replace_nodes,
+                mqtt_clients,
+            } => (
+                seeds,
+                first,
+                nodes,
+                workload_secs,
+                replace_nodes,
+                mqtt_clients,
+            ),
+        };
     println!("| nodes | seeds | faults | operations | acknowledged | violations | slowest seed |");
     println!("|------:|------:|-------:|-----------:|-------------:|-----------:|:-------------|");
     let mut failed = false;
@@ -135,10 +147,14 @@ fn main() -> anyhow::Result<()> {
                 workload: Duration::from_secs(workload_secs),
                 reads: ReadMode::Linearizable,
                 replace_nodes,
+                mqtt_clients,
             };
             let started = Instant::now();
             match run(&config) {
                 Ok(report) => {
+                    if std::env::var_os("CHAOS_VERBOSE").is_some() {
+                        eprintln!("seed {seed}: {} simulated ms", report.simulated_ms);
+                    }
                     faults += report.faults.len();
                     ops += report.operations;
                     acked += report.acknowledged;

@@ -35,8 +35,14 @@ pub const PORT: u16 = 7000;
 #[derive(Debug, Clone, Copy)]
 pub struct TurmoilConnector;
 
+/// openraft's runtime in simulations: tokio (which turmoil drives), with every
+/// random draw (election timeouts, tick phases) taken from the seed.
+pub type SimRuntime =
+    openraft::rt::deterministic_rng::DeterministicRng<openraft_rt_tokio::TokioRuntime>;
+
 impl Connector for TurmoilConnector {
     type Io = turmoil::net::TcpStream;
+    type Runtime = SimRuntime;
     fn connect(&self, addr: String) -> ConnectFuture<Self::Io> {
         Box::pin(async move { turmoil::net::TcpStream::connect(addr).await })
     }
@@ -100,15 +106,17 @@ pub fn members(n: usize) -> BTreeMap<u64, NodeInfo> {
 pub type Leaders = Arc<Mutex<BTreeMap<u64, BTreeSet<u64>>>>;
 
 /// Registers `n` nodes as hosts of `sim`; their applied states are published in
-/// `states`, and every leadership they report in `leaders`.
+/// `states`, and every leadership they report in `leaders`. openraft's randomness
+/// on each node comes from `seed`.
 pub fn add_nodes(
     sim: &mut turmoil::Sim<'_>,
+    seed: u64,
     n: usize,
     dirs: &[tempfile::TempDir],
     states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
     leaders: Leaders,
 ) {
-    add_hosts(sim, n, &Disks::new(dirs), states, leaders, false);
+    add_hosts(sim, seed, n, &Disks::new(dirs), states, leaders, false);
 }
 
 /// Each node's data dir, and which nodes were wiped (they restart empty and wait
@@ -157,15 +165,25 @@ pub const MQTT_PORT: u16 = 1883;
 /// over turmoil streams on [`MQTT_PORT`], node links over the simulated network).
 pub fn add_nodes_with_mqtt(
     sim: &mut turmoil::Sim<'_>,
+    seed: u64,
     n: usize,
     dirs: &[tempfile::TempDir],
     states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
 ) {
-    add_hosts(sim, n, &Disks::new(dirs), states, Leaders::default(), true);
+    add_hosts(
+        sim,
+        seed,
+        n,
+        &Disks::new(dirs),
+        states,
+        Leaders::default(),
+        true,
+    );
 }
 
 fn add_hosts(
     sim: &mut turmoil::Sim<'_>,
+    seed: u64,
     n: usize,
     disks: &Disks,
     states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
@@ -177,11 +195,18 @@ fn add_hosts(
         let disks = disks.clone();
         let states = states.clone();
         let leaders = leaders.clone();
+        // Each start of the host (first boot, every restart) draws its own seed, in
+        // the order the simulation starts them, which the seed itself determines.
+        let boots = Arc::new(std::sync::atomic::AtomicU64::new(0));
         sim.host(name, move || {
             let disks = disks.clone();
             let states = states.clone();
             let leaders = leaders.clone();
-            async move {
+            let boot = boots.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let node_seed =
+                crate::SeededRng::new(seed ^ id.wrapping_mul(0x9e37_79b9) ^ (boot << 32))
+                    .next_u64();
+            SimRuntime::scope(node_seed, async move {
                 let dir = disks.dir(id).ok_or("no data dir")?;
                 let options = RaftOptions {
                     snapshot_every_entries: 30,
@@ -189,7 +214,12 @@ fn add_hosts(
                     // A simulated crash ends the node, not the machine: what RocksDB
                     // wrote is in the page cache either way, so fsync changes nothing
                     // the simulation can observe, and costs real time per write.
-                    storage: fleetcore_storage::StorageOptions { fsync: false },
+                    // Writes run inline: a blocking thread would finish at a real-time
+                    // moment, and the seed would no longer replay exactly.
+                    storage: fleetcore_storage::StorageOptions {
+                        fsync: false,
+                        inline_io: true,
+                    },
                     ..Default::default()
                 };
                 let all = members(n);
@@ -242,9 +272,11 @@ fn add_hosts(
                     let accepted = l.accept().await.map(|(s, _)| Conn(s));
                     Some((accepted, l))
                 });
-                if mqtt {
-                    start_mqtt(&node).await?;
-                }
+                let _relay = if mqtt {
+                    Some(start_mqtt(&node).await?)
+                } else {
+                    None
+                };
                 let server = tokio::spawn(fleetcore_raft::service::serve(
                     node.clone(),
                     incoming,
@@ -258,22 +290,58 @@ fn add_hosts(
                 }
                 server.await??;
                 Ok(())
-            }
+            })
         });
     }
 }
 
+/// A node's MQTT front, held by the host while the node runs.
+struct MqttFront {
+    _relay: Arc<dyn fleetcore_raft::RelayHandler>,
+    broker: fleetcore::mqtt::Broker,
+}
+
+impl Drop for MqttFront {
+    fn drop(&mut self) {
+        self.broker.detach_handlers();
+    }
+}
+
+/// The proposers' clock inside a simulation: a fixed epoch plus simulated time, so
+/// timestamps in commands replay with the seed.
+#[derive(Debug, Clone, Copy)]
+pub struct SimClock;
+
+impl fleetcore::clock::Clock for SimClock {
+    fn now_ms(&self) -> u64 {
+        // 2026-01-01T00:00:00Z.
+        1_767_225_600_000 + now_ms()
+    }
+}
+
 /// The node's MQTT front inside the simulation: broker, node links over the
-/// simulated network, and the session layer on turmoil streams.
-async fn start_mqtt(node: &RaftNode<TurmoilConnector>) -> Result<(), Box<dyn std::error::Error>> {
+/// simulated network, the session layer on turmoil streams, and the reserved
+/// shadow topics served through the node's service.
+///
+/// Returns what the caller keeps for as long as the node runs: dropping it (a crash
+/// drops the host's future) releases the node.
+async fn start_mqtt(
+    node: &RaftNode<TurmoilConnector>,
+) -> Result<MqttFront, Box<dyn std::error::Error>> {
     use fleetcore::mqtt::{authorize::AllowAll, link, session, Broker, MqttLimits};
+    let clock: fleetcore::clock::SharedClock = Arc::new(SimClock);
     let broker = Broker::new(
         node.id(),
         MqttLimits::default(),
-        Arc::new(fleetcore::clock::SystemClock),
+        clock.clone(),
         Arc::new(AllowAll),
     );
-    node.set_relay_handler(Arc::new(link::LinkReceiver::new(broker.clone())));
+    let relay: Arc<dyn fleetcore_raft::RelayHandler> =
+        Arc::new(link::LinkReceiver::new(broker.clone()));
+    node.set_relay_handler(&relay);
+    let service = fleetcore::service::Service::new(node.clone(), clock, broker.clone());
+    fleetcore::mqtt::install_reserved(&service);
+    let detach = broker.clone();
     link::spawn_link_manager(node.clone(), broker.clone());
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", MQTT_PORT)).await?;
     tokio::spawn(async move {
@@ -287,7 +355,10 @@ async fn start_mqtt(node: &RaftNode<TurmoilConnector>) -> Result<(), Box<dyn std
             tokio::spawn(session::serve(stream, info, broker.clone()));
         }
     });
-    Ok(())
+    Ok(MqttFront {
+        _relay: relay,
+        broker: detach,
+    })
 }
 
 /// Sends one Forward request to `node` (a host name) from the current client.
@@ -349,6 +420,10 @@ pub struct SimConfig {
     /// The nemesis may replace a node: remove it from the membership, wipe its
     /// data, restart it empty and add it back (it catches up from a snapshot).
     pub replace_nodes: bool,
+    /// Simulated devices that update and get the same shadows over MQTT (the
+    /// session layer and the reserved shadow topics), recorded in the same history
+    /// after the `clients` that use the Raft API.
+    pub mqtt_clients: usize,
 }
 
 /// How simulated clients read a shadow's version.
@@ -373,6 +448,14 @@ pub struct Report {
     pub faults: Vec<String>,
     /// Acknowledged updates that carried an expected version.
     pub conditional_acknowledged: usize,
+    /// Acknowledged operations of the MQTT devices.
+    pub mqtt_acknowledged: usize,
+    /// Simulated time the run took, workload and convergence included.
+    pub simulated_ms: u64,
+    /// Every operation, in completion order (equal on every replay of the seed).
+    pub history: Vec<Event>,
+    /// Every (term, leader) seen (equal on every replay of the seed).
+    pub leaders: BTreeMap<u64, BTreeSet<u64>>,
 }
 
 /// Runs one simulation and checks its history; the error names the seed, the fault
@@ -401,11 +484,12 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
     let disks = Disks::new(&dirs);
     add_hosts(
         &mut sim,
+        seed,
         config.nodes,
         &disks,
         states.clone(),
         leaders.clone(),
-        false,
+        config.mqtt_clients > 0,
     );
     // Fresh dirs for replaced nodes live as long as the run.
     let mut spare_dirs: Vec<tempfile::TempDir> = Vec::new();
@@ -423,6 +507,9 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         })
         .unwrap_or(());
     let keys = ["k0", "k1", "k2"];
+    // Clients, devices and the nemesis still running: the observer judges
+    // convergence after they end.
+    let running_clients = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
     for client in 0..config.clients {
         let names = names.clone();
@@ -432,7 +519,9 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         let workload = config.workload;
         let mut rng =
             SeededRng::new(seed ^ (client as u64 + 1).wrapping_mul(0x5851_f42d_4c95_7f2d));
+        let running = Running::start(&running_clients);
         sim.client(format!("client{client}"), async move {
+            let _running = running;
             let mut n = 0u64;
             let mut seen: BTreeMap<String, u64> = BTreeMap::new();
             while now_ms() < workload.as_millis() as u64 {
@@ -489,6 +578,17 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         });
     }
 
+    for d in 0..config.mqtt_clients {
+        let client = config.clients + d;
+        let rng = SeededRng::new(seed ^ (client as u64 + 1).wrapping_mul(0x5851_f42d_4c95_7f2d));
+        let running = Running::start(&running_clients);
+        let device = mqtt_device(client, names.clone(), rng, history.clone(), config.workload);
+        sim.client(format!("device{d}"), async move {
+            let _running = running;
+            device.await
+        });
+    }
+
     {
         let names = names.clone();
         let faults = faults.clone();
@@ -497,11 +597,18 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         let replace_nodes = config.replace_nodes;
         let wipe_request = wipe_request.clone();
         let all = members(config.nodes);
+        let running = Running::start(&running_clients);
         sim.client("nemesis", async move {
+            let _running = running;
             let log = |f: String| faults.lock().map(|mut v| v.push(f)).unwrap_or(());
             let mut replaced = false;
             while now_ms() < workload.as_millis() as u64 {
-                tokio::time::sleep(Duration::from_millis(500 + rng.below(2500))).await;
+                let pause = 500 + rng.below(2500);
+                let left = (workload.as_millis() as u64).saturating_sub(now_ms());
+                tokio::time::sleep(Duration::from_millis(pause.min(left))).await;
+                if now_ms() >= workload.as_millis() as u64 {
+                    break;
+                }
                 if replace_nodes && !replaced && rng.below(4) == 0 {
                     replaced = true;
                     let victim = rng.below(names.len() as u64) + 1;
@@ -569,22 +676,24 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         let workload = config.workload;
         let nodes = config.nodes;
         let node_down = node_down.clone();
+        let running_clients = running_clients.clone();
         sim.client("observer", async move {
-            // Operations still in flight at the end of the workload finish (or
-            // time out) within a few seconds.
-            tokio::time::sleep(workload + Duration::from_secs(5)).await;
+            tokio::time::sleep(workload).await;
             let give_up = (workload + Duration::from_secs(90)).as_millis() as u64;
             loop {
                 let replicas = replica_states(&states);
                 // A crashed node's last state would look converged while frozen.
-                let converged = !node_down.load(std::sync::atomic::Ordering::SeqCst)
+                // Operations still in flight at the end of the workload finish (or
+                // time out) first: the state must not change after this judgement.
+                let converged = running_clients.load(std::sync::atomic::Ordering::SeqCst) == 0
+                    && !node_down.load(std::sync::atomic::Ordering::SeqCst)
                     && replicas.len() == nodes
                     && check::replicas_identical(&replicas).is_ok();
                 // Past the bound the checker below reports the difference.
                 if converged || now_ms() >= give_up {
                     return Ok(());
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
     }
@@ -605,6 +714,30 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         })
         .collect();
     crashes.reverse();
+    // A crash is a power cut: the node is cut off from every host first, so the
+    // FINs of the sockets its dropped tasks close go nowhere. (Otherwise their
+    // order, which tokio's process-wide task numbering sets, would decide the order
+    // they draw latencies from the seed's random stream, and a seed would not replay
+    // exactly.) Peers notice through timeouts and keepalives, and get a RST from
+    // the restarted node. A restarted node comes back with healthy links.
+    let everyone: Vec<String> = names
+        .iter()
+        .cloned()
+        .chain((0..config.clients).map(|c| format!("client{c}")))
+        .chain((0..config.mqtt_clients).map(|d| format!("device{d}")))
+        .collect();
+    let power_off = |sim: &mut turmoil::Sim<'_>, host: &str| {
+        for other in everyone.iter().filter(|o| o.as_str() != host) {
+            sim.partition(host, other.as_str());
+        }
+        sim.crash(host);
+    };
+    let power_on = |sim: &mut turmoil::Sim<'_>, host: &str| {
+        sim.bounce(host);
+        for other in everyone.iter().filter(|o| o.as_str() != host) {
+            sim.repair(host, other.as_str());
+        }
+    };
     let mut down: Option<(u64, String)> = None;
     let result = loop {
         match sim.step() {
@@ -617,11 +750,11 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
             let request = wipe_request.lock().ok().and_then(|r| *r);
             if let Some(id) = request {
                 let host = names[(id - 1) as usize].clone();
-                sim.crash(host.as_str());
+                power_off(&mut sim, host.as_str());
                 let fresh = tempfile::tempdir().map_err(|e| e.to_string())?;
                 disks.wipe(id, fresh.path().to_path_buf());
                 spare_dirs.push(fresh);
-                sim.bounce(host.as_str());
+                power_on(&mut sim, host.as_str());
                 faults
                     .lock()
                     .map(|mut f| f.push(format!("{now}ms wipe and restart {host}")))
@@ -633,7 +766,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         }
         if let Some((until, host)) = &down {
             if now >= *until {
-                sim.bounce(host.as_str());
+                power_on(&mut sim, host.as_str());
                 node_down.store(false, std::sync::atomic::Ordering::SeqCst);
                 faults
                     .lock()
@@ -643,7 +776,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
             }
         } else if crashes.last().is_some_and(|(at, _, _)| now >= *at) {
             if let Some((_, until, host)) = crashes.pop() {
-                sim.crash(host.as_str());
+                power_off(&mut sim, host.as_str());
                 node_down.store(true, std::sync::atomic::Ordering::SeqCst);
                 faults
                     .lock()
@@ -653,6 +786,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
             }
         }
     };
+    let simulated_ms = sim.elapsed().as_millis() as u64;
     let faults = faults.lock().map(|f| f.clone()).unwrap_or_default();
     let schedule = faults.join(", ");
     result.map_err(|e| format!("seed {seed}: simulation failed: {e}\nfaults: {schedule}"))?;
@@ -685,8 +819,172 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
                 matches!(e.op, Op::UpdateIfVersion(_)) && matches!(e.outcome, Outcome::Ok(_))
             })
             .count(),
+        mqtt_acknowledged: events
+            .iter()
+            .filter(|e| e.client >= config.clients && matches!(e.outcome, Outcome::Ok(_)))
+            .count(),
+        simulated_ms,
         faults,
+        history: events,
+        leaders,
     })
+}
+
+/// Counts a client as running until dropped (its future ends, however it ends).
+struct Running(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Running {
+    fn start(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A simulated device: over one MQTT connection at a time (to a node drawn from
+/// the seed, reconnecting after a failure), it updates shadows (some with the
+/// version it last saw) and gets them, waiting for the `/accepted` or `/rejected`
+/// reply that carries its clientToken.
+async fn mqtt_device(
+    client: usize,
+    names: Vec<String>,
+    mut rng: SeededRng,
+    history: History,
+    workload: Duration,
+) -> turmoil::Result {
+    use rumqttc::mqttbytes::v4::{Packet, Publish, Subscribe};
+    use rumqttc::mqttbytes::QoS;
+    let keys = ["k0", "k1", "k2"];
+    let mut connection: Option<crate::mqtt_client::Client> = None;
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut n = 0u64;
+    while now_ms() < workload.as_millis() as u64 {
+        tokio::time::sleep(Duration::from_millis(rng.below(50))).await;
+        let mut c = match connection.take() {
+            Some(c) => c,
+            None => {
+                let node = &names[rng.below(names.len() as u64) as usize];
+                // The same client id on every connection: a reconnect to another
+                // node takes the session over from the old one.
+                let id = format!("dev{client}");
+                let connect = crate::mqtt_client::Client::connect(node, &id);
+                let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(2), connect).await
+                else {
+                    continue;
+                };
+                let filter = "$aws/things/+/shadow/+/+";
+                if c.send(Packet::Subscribe(Subscribe::new(filter, QoS::AtMostOnce)))
+                    .await
+                    .is_err()
+                {
+                    continue;
+                }
+                let suback = tokio::time::timeout(Duration::from_secs(2), async {
+                    loop {
+                        match c.recv().await {
+                            Ok(Packet::SubAck(_)) => return true,
+                            Ok(_) => continue,
+                            Err(_) => return false,
+                        }
+                    }
+                });
+                if !matches!(suback.await, Ok(true)) {
+                    continue;
+                }
+                c
+            }
+        };
+        n += 1;
+        let key = keys[rng.below(keys.len() as u64) as usize].to_string();
+        let token = format!("d{client}-{n}");
+        let dice = rng.below(10);
+        let (op, topic, body) = if dice < 4 {
+            (
+                Op::Update,
+                "update",
+                format!(
+                    r#"{{"state":{{"reported":{{"c":{client},"n":{n}}}}},"clientToken":"{token}"}}"#
+                ),
+            )
+        } else if dice < 7 {
+            let expected = seen.get(&key).copied().unwrap_or(0);
+            (
+                Op::UpdateIfVersion(expected),
+                "update",
+                format!(
+                    r#"{{"state":{{"reported":{{"c":{client},"n":{n}}}}},"version":{expected},"clientToken":"{token}"}}"#
+                ),
+            )
+        } else {
+            (Op::Read, "get", format!(r#"{{"clientToken":"{token}"}}"#))
+        };
+        let invoked_ms = now_ms();
+        let request = Publish::new(
+            format!("$aws/things/{key}/shadow/{topic}"),
+            QoS::AtMostOnce,
+            body,
+        );
+        let outcome = if c.send(Packet::Publish(request)).await.is_err() {
+            // Not sent whole: the node may have read it.
+            Outcome::Unknown
+        } else {
+            let accepted = format!("$aws/things/{key}/shadow/{topic}/accepted");
+            let rejected = format!("$aws/things/{key}/shadow/{topic}/rejected");
+            let reply = tokio::time::timeout(Duration::from_secs(3), async {
+                loop {
+                    let Ok(packet) = c.recv().await else {
+                        return None;
+                    };
+                    let Packet::Publish(p) = packet else { continue };
+                    let Ok(body) = serde_json::from_slice::<serde_json::Value>(&p.payload) else {
+                        continue;
+                    };
+                    if body["clientToken"].as_str() != Some(token.as_str()) {
+                        continue;
+                    }
+                    if p.topic == accepted {
+                        return Some(Ok(body["version"].as_u64()));
+                    }
+                    if p.topic == rejected {
+                        return Some(Err(body["code"].as_u64()));
+                    }
+                }
+            })
+            .await;
+            match (reply, &op) {
+                (Ok(Some(Ok(Some(v)))), _) => Outcome::Ok(v),
+                // A shadow that does not exist reads as version 0.
+                (Ok(Some(Err(Some(404)))), Op::Read) => Outcome::Ok(0),
+                // A read that failed claims nothing.
+                (Ok(Some(Err(_))), Op::Read) => Outcome::Failed,
+                // Refused by the state machine or the request check: not applied.
+                (Ok(Some(Err(Some(400 | 409)))), _) => Outcome::Failed,
+                _ => Outcome::Unknown,
+            }
+        };
+        if let Outcome::Ok(v) = outcome {
+            seen.insert(key.clone(), v);
+        }
+        // After a timeout or a broken connection, start over on another node.
+        let keep = !matches!(outcome, Outcome::Unknown);
+        history.record(Event {
+            client,
+            key,
+            op,
+            invoked_ms,
+            completed_ms: now_ms(),
+            outcome,
+        });
+        if keep {
+            connection = Some(c);
+        }
+    }
+    Ok(())
 }
 
 fn heal(names: &[String]) {

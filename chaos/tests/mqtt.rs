@@ -12,59 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use chaos::sim::{add_nodes_with_mqtt, host_names, MQTT_PORT};
+use chaos::mqtt_client::Client;
+use chaos::sim::{add_nodes_with_mqtt, host_names};
 use fleetcore_storage::SharedState;
-use rumqttc::mqttbytes::v4::{Connect, Packet, PubAck, Publish, Subscribe};
-use rumqttc::mqttbytes::{Error as CodecError, QoS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-/// A minimal MQTT 3.1.1 client over a turmoil stream.
-struct Client {
-    stream: turmoil::net::TcpStream,
-    buf: BytesMut,
-}
-
-impl Client {
-    async fn connect(host: &str, id: &str) -> Res<Self> {
-        let stream = turmoil::net::TcpStream::connect((host, MQTT_PORT)).await?;
-        let mut c = Client {
-            stream,
-            buf: BytesMut::new(),
-        };
-        let mut connect = Connect::new(id);
-        connect.keep_alive = 60;
-        c.send(Packet::Connect(connect)).await?;
-        match c.recv().await? {
-            Packet::ConnAck(a) if a.code == rumqttc::mqttbytes::v4::ConnectReturnCode::Success => {
-                Ok(c)
-            }
-            other => Err(format!("{id}: no CONNACK: {other:?}").into()),
-        }
-    }
-
-    async fn send(&mut self, p: Packet) -> Res<()> {
-        let mut out = BytesMut::new();
-        p.write(&mut out, usize::MAX)?;
-        self.stream.write_all(&out).await?;
-        Ok(())
-    }
-
-    async fn recv(&mut self) -> Res<Packet> {
-        loop {
-            match Packet::read(&mut self.buf, 1 << 20) {
-                Ok(p) => return Ok(p),
-                Err(CodecError::InsufficientBytes(_)) => {}
-                Err(e) => return Err(e.to_string().into()),
-            }
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
-                return Err("connection closed".into());
-            }
-        }
-    }
-}
+use rumqttc::mqttbytes::v4::{Packet, PubAck, Publish, Subscribe};
+use rumqttc::mqttbytes::QoS;
 
 fn run_seed(seed: u64) -> Result<(), String> {
     let mut sim = turmoil::Builder::new()
@@ -79,7 +31,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let states: Arc<Mutex<BTreeMap<u64, SharedState>>> = Arc::default();
-    add_nodes_with_mqtt(&mut sim, 3, &dirs, states);
+    add_nodes_with_mqtt(&mut sim, seed, 3, &dirs, states);
     let names = host_names(3);
     const N: usize = 100;
     let received: Arc<Mutex<Vec<usize>>> = Arc::default();

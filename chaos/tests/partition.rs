@@ -47,7 +47,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let states: Arc<Mutex<BTreeMap<u64, SharedState>>> = Arc::default();
-    add_nodes(&mut sim, 3, &dirs, states.clone(), Default::default());
+    add_nodes(&mut sim, seed, 3, &dirs, states.clone(), Default::default());
     let names = host_names(3);
 
     sim.client("client", async move {

@@ -63,6 +63,7 @@ pub async fn run(
     let options = RaftOptions {
         storage: StorageOptions {
             fsync: config.fsync,
+            ..StorageOptions::default()
         },
         snapshot_every_entries: config.snapshot_every_entries,
         keep_behind_snapshot: (config.snapshot_every_entries / 4).max(1),
@@ -98,7 +99,9 @@ pub async fn run(
         clock.clone(),
         Arc::new(AllowAll),
     );
-    node.set_relay_handler(Arc::new(LinkReceiver::new(broker.clone())));
+    // Lives as long as this function: the node holds it weakly.
+    let relay: Arc<dyn fleetcore_raft::RelayHandler> = Arc::new(LinkReceiver::new(broker.clone()));
+    node.set_relay_handler(&relay);
 
     let tls_listener = if config.mqtt_tls_addr.is_empty() {
         None

@@ -28,9 +28,11 @@ pub mod pb {
 }
 
 pub use error::RaftError;
-pub use fleetcore_storage::{NodeInfo, TypeConfig};
+pub use fleetcore_storage::{NodeInfo, TypeConfig, Types};
 pub use node::{ClusterStatus, MemberStatus, RaftNode, RaftOptions, RelayHandler};
 pub use transport::{Connector, TcpConnector};
 
-/// The openraft handle with Fleetcore's types.
-pub type Raft = openraft::Raft<TypeConfig, fleetcore_storage::StateMachineStore>;
+/// The openraft handle with Fleetcore's types, on runtime `RT` (tokio unless a
+/// simulation says otherwise).
+pub type Raft<RT = openraft_rt_tokio::TokioRuntime> =
+    openraft::Raft<Types<RT>, fleetcore_storage::StateMachineStore>;

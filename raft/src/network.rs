@@ -18,7 +18,7 @@ use openraft::raft::{
 use openraft::AnyError;
 use tonic::transport::{Channel, Endpoint};
 
-use fleetcore_storage::{LogStore, NodeInfo, TypeConfig};
+use fleetcore_storage::{LogStore, NodeInfo, Types};
 
 use crate::pb::raft_service_client::RaftServiceClient;
 use crate::pb::Blob;
@@ -145,7 +145,7 @@ impl<C: Connector> Network<C> {
     }
 }
 
-impl<C: Connector> RaftNetworkFactory<TypeConfig> for Network<C> {
+impl<C: Connector> RaftNetworkFactory<Types<C::Runtime>> for Network<C> {
     type Network = PeerClient<C>;
 
     async fn new_client(&mut self, target: u64, node: &NodeInfo) -> Self::Network {
@@ -164,7 +164,7 @@ pub struct PeerClient<C: Connector> {
     addr: String,
 }
 
-fn status_to_rpc(target: u64, status: tonic::Status) -> RPCError<TypeConfig> {
+fn status_to_rpc<T: openraft::RaftTypeConfig>(target: u64, status: tonic::Status) -> RPCError<T> {
     let err = AnyError::error(format!("node {target}: {status}"));
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
@@ -174,7 +174,7 @@ fn status_to_rpc(target: u64, status: tonic::Status) -> RPCError<TypeConfig> {
     }
 }
 
-fn wire_error(e: String) -> RPCError<TypeConfig> {
+fn wire_error<T: openraft::RaftTypeConfig>(e: String) -> RPCError<T> {
     RPCError::Network(NetworkError::new(&AnyError::error(e)))
 }
 
@@ -184,7 +184,7 @@ impl<C: Connector> PeerClient<C> {
         method: &'static str,
         request: &Req,
         option: &RPCOption,
-    ) -> Result<Resp, RPCError<TypeConfig>>
+    ) -> Result<Resp, RPCError<Types<C::Runtime>>>
     where
         Req: serde::Serialize,
         Resp: serde::de::DeserializeOwned,
@@ -204,48 +204,48 @@ impl<C: Connector> PeerClient<C> {
     }
 }
 
-impl<C: Connector> RaftNetworkV2<TypeConfig> for PeerClient<C> {
+impl<C: Connector> RaftNetworkV2<Types<C::Runtime>> for PeerClient<C> {
     type SnapshotData = Vec<u8>;
 
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: AppendEntriesRequest<Types<C::Runtime>>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+    ) -> Result<AppendEntriesResponse<Types<C::Runtime>>, RPCError<Types<C::Runtime>>> {
         self.call("append", &rpc, &option).await
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<TypeConfig>,
+        rpc: VoteRequest<Types<C::Runtime>>,
         option: RPCOption,
-    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+    ) -> Result<VoteResponse<Types<C::Runtime>>, RPCError<Types<C::Runtime>>> {
         self.call("vote", &rpc, &option).await
     }
 
     async fn pre_vote(
         &mut self,
-        rpc: VoteRequest<TypeConfig>,
+        rpc: VoteRequest<Types<C::Runtime>>,
         option: RPCOption,
-    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+    ) -> Result<VoteResponse<Types<C::Runtime>>, RPCError<Types<C::Runtime>>> {
         self.call("pre_vote", &rpc, &option).await
     }
 
     async fn transfer_leader(
         &mut self,
-        req: TransferLeaderRequest<TypeConfig>,
+        req: TransferLeaderRequest<Types<C::Runtime>>,
         option: RPCOption,
-    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+    ) -> Result<TransferLeaderResponse<Types<C::Runtime>>, RPCError<Types<C::Runtime>>> {
         self.call("transfer_leader", &req, &option).await
     }
 
     async fn full_snapshot(
         &mut self,
-        vote: VoteOf<TypeConfig>,
-        snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
+        vote: VoteOf<Types<C::Runtime>>,
+        snapshot: SnapshotOf<Types<C::Runtime>, Vec<u8>>,
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
-    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+    ) -> Result<SnapshotResponse<Types<C::Runtime>>, StreamingError<Types<C::Runtime>>> {
         let head = wire::encode(&(vote, snapshot.meta.clone()))
             .map_err(|e| StreamingError::Network(NetworkError::new(&AnyError::error(e))))?;
         let chunks: Vec<Blob> = std::iter::once(Blob { data: head })
@@ -267,10 +267,11 @@ impl<C: Connector> RaftNetworkV2<TypeConfig> for PeerClient<C> {
                 .install_snapshot(request)
                 .await
                 .map_err(|s| StreamingError::from(status_to_rpc(target, s)))?;
-            wire::decode::<SnapshotResponse<TypeConfig>>(&reply.into_inner().data)
+            wire::decode::<SnapshotResponse<Types<C::Runtime>>>(&reply.into_inner().data)
                 .map_err(|e| StreamingError::Network(NetworkError::new(&AnyError::error(e))))
         };
         tokio::select! {
+            biased;
             result = send => result,
             closed = cancel => Err(StreamingError::Closed(closed)),
         }

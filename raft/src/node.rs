@@ -105,12 +105,12 @@ pub struct ClusterStatus {
 struct Inner<C: Connector> {
     id: u64,
     info: NodeInfo,
-    raft: Raft,
+    raft: Raft<C::Runtime>,
     state: SharedState,
     network: Network<C>,
     cluster: ClusterId,
     options: RaftOptions,
-    relay: std::sync::OnceLock<Arc<dyn RelayHandler>>,
+    relay: std::sync::OnceLock<std::sync::Weak<dyn RelayHandler>>,
 }
 
 /// Receives the `Relay` streams of peers: non-Raft node-to-node traffic, opaque
@@ -242,7 +242,7 @@ impl<C: Connector> RaftNode<C> {
     }
 
     /// The openraft handle.
-    pub fn raft(&self) -> &Raft {
+    pub fn raft(&self) -> &Raft<C::Runtime> {
         &self.inner.raft
     }
 
@@ -267,14 +267,17 @@ impl<C: Connector> RaftNode<C> {
             .collect()
     }
 
-    /// Installs the handler of peers' relay streams (once).
-    pub fn set_relay_handler(&self, handler: Arc<dyn RelayHandler>) {
-        let _ = self.inner.relay.set(handler);
+    /// Installs the handler of peers' relay streams (once). The node holds it
+    /// weakly and the caller keeps it alive: a handler usually reaches back to this
+    /// node (through the broker and the service), and a strong reference would make
+    /// a cycle that keeps the database open after the node stops.
+    pub fn set_relay_handler(&self, handler: &Arc<dyn RelayHandler>) {
+        let _ = self.inner.relay.set(Arc::downgrade(handler));
     }
 
     /// The relay handler, if installed.
     pub fn relay_handler(&self) -> Option<Arc<dyn RelayHandler>> {
-        self.inner.relay.get().cloned()
+        self.inner.relay.get().and_then(std::sync::Weak::upgrade)
     }
 
     /// Streams `messages` to the peer at `addr` over one `Relay` call; returns when

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 
-use fleetcore_storage::TypeConfig;
+use fleetcore_storage::Types;
 
 use crate::network::{collect_snapshot, GRPC_MESSAGE_BYTES_MAX};
 use crate::node::RaftNode;
@@ -78,7 +78,7 @@ impl<C: Connector> Service<C> {
 impl<C: Connector> RaftService for Service<C> {
     async fn append_entries(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.check_cluster(&request)?;
-        let rpc: AppendEntriesRequest<TypeConfig> =
+        let rpc: AppendEntriesRequest<Types<C::Runtime>> =
             wire::decode(&request.into_inner().data).map_err(bad)?;
         let resp = self
             .node
@@ -91,7 +91,8 @@ impl<C: Connector> RaftService for Service<C> {
 
     async fn vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.check_cluster(&request)?;
-        let rpc: VoteRequest<TypeConfig> = wire::decode(&request.into_inner().data).map_err(bad)?;
+        let rpc: VoteRequest<Types<C::Runtime>> =
+            wire::decode(&request.into_inner().data).map_err(bad)?;
         let resp = self
             .node
             .raft()
@@ -103,7 +104,8 @@ impl<C: Connector> RaftService for Service<C> {
 
     async fn pre_vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.check_cluster(&request)?;
-        let rpc: VoteRequest<TypeConfig> = wire::decode(&request.into_inner().data).map_err(bad)?;
+        let rpc: VoteRequest<Types<C::Runtime>> =
+            wire::decode(&request.into_inner().data).map_err(bad)?;
         let resp = self
             .node
             .raft()
@@ -115,7 +117,7 @@ impl<C: Connector> RaftService for Service<C> {
 
     async fn transfer_leader(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.check_cluster(&request)?;
-        let rpc: TransferLeaderRequest<TypeConfig> =
+        let rpc: TransferLeaderRequest<Types<C::Runtime>> =
             wire::decode(&request.into_inner().data).map_err(bad)?;
         let resp = self
             .node
@@ -132,12 +134,12 @@ impl<C: Connector> RaftService for Service<C> {
     ) -> Result<Response<Blob>, Status> {
         self.check_cluster(&request)?;
         let (head, bytes) = collect_snapshot(request.into_inner()).await?;
-        let (vote, meta): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>) =
+        let (vote, meta): (VoteOf<Types<C::Runtime>>, SnapshotMetaOf<Types<C::Runtime>>) =
             wire::decode(&head).map_err(bad)?;
         // Refuse bytes we cannot read before openraft commits to installing them.
         fleetcore_storage::codec::decode_json::<serde_json::Value>("snapshot", b"transfer", &bytes)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let snapshot = SnapshotOf::<TypeConfig, Vec<u8>> {
+        let snapshot = SnapshotOf::<Types<C::Runtime>, Vec<u8>> {
             meta,
             snapshot: bytes,
         };

@@ -11,10 +11,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// A boxed future of a connection.
 pub type ConnectFuture<Io> = Pin<Box<dyn Future<Output = io::Result<Io>> + Send>>;
 
-/// Dials `host:port`.
+/// Dials `host:port`, and names the async runtime openraft runs on with it.
 pub trait Connector: Clone + Send + Sync + 'static {
     /// The connection type.
     type Io: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+    /// openraft's runtime: tokio in production; in simulations, tokio with randomness
+    /// drawn from the seed.
+    type Runtime: openraft::AsyncRuntime;
     /// Opens a connection to `addr` (`host:port`).
     fn connect(&self, addr: String) -> ConnectFuture<Self::Io>;
 }
@@ -25,6 +28,7 @@ pub struct TcpConnector;
 
 impl Connector for TcpConnector {
     type Io = tokio::net::TcpStream;
+    type Runtime = openraft_rt_tokio::TokioRuntime;
     fn connect(&self, addr: String) -> ConnectFuture<Self::Io> {
         Box::pin(async move {
             let stream = tokio::net::TcpStream::connect(addr).await?;

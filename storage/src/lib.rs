@@ -25,7 +25,7 @@ use std::sync::Arc;
 pub use error::StorageError;
 pub use log_store::LogStore;
 pub use state_machine::{SharedState, StateMachineStore};
-pub use types::{NodeInfo, TypeConfig};
+pub use types::{NodeInfo, TypeConfig, Types};
 
 /// How the stores write.
 #[derive(Debug, Clone, Copy)]
@@ -33,11 +33,33 @@ pub struct StorageOptions {
     /// fsync the WAL before a log append, vote or apply is reported done. On by default;
     /// without it a power loss (not a process crash) can lose acknowledged writes.
     pub fsync: bool,
+    /// Run RocksDB writes and syncs on the calling task instead of a blocking thread.
+    /// Off in production (a write must not stall the runtime); on in deterministic
+    /// simulations, where a blocking thread would finish at a real-time moment that
+    /// the simulated clock does not control, and a seed would not replay exactly.
+    pub inline_io: bool,
 }
 
 impl Default for StorageOptions {
     fn default() -> Self {
-        StorageOptions { fsync: true }
+        StorageOptions {
+            fsync: true,
+            inline_io: false,
+        }
+    }
+}
+
+/// Runs blocking store work `f` as `options` say: on a blocking thread, or inline.
+async fn blocking<T: Send + 'static>(
+    options: StorageOptions,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    if options.inline_io {
+        f()
+    } else {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(std::io::Error::other)?
     }
 }
 

@@ -11,16 +11,18 @@ use std::sync::Arc;
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, RaftLogStorage};
-use openraft::{LogState, OptionalSend, RaftLogReader};
+use openraft::{AsyncRuntime, LogState, OptionalSend, RaftLogReader};
 use rocksdb::{IteratorMode, WriteBatch, DB};
 
 use crate::codec;
 use crate::error::StorageError;
 use crate::keys;
-use crate::types::TypeConfig;
+use crate::types::{TypeConfig, Types};
 use crate::StorageOptions;
 
-type Callback = IOFlushed<TypeConfig>;
+/// Completes one append once the WAL is synced (an openraft `IOFlushed`, boxed so the
+/// flusher thread does not depend on the runtime type).
+type Callback = Box<dyn FnOnce(io::Result<()>) + Send>;
 
 /// The log store. Cheap to clone; clones share the database and the flusher.
 #[derive(Clone)]
@@ -167,12 +169,12 @@ fn flush_loop(db: std::sync::Weak<DB>, rx: mpsc::Receiver<Callback>) {
                 Ok(()) => Ok(()),
                 Err(e) => Err(io::Error::other(e.to_string())),
             };
-            callback.io_completed(r);
+            callback(r);
         }
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
+impl<RT: AsyncRuntime> RaftLogReader<Types<RT>> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
@@ -219,10 +221,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 }
 
-impl RaftLogStorage<TypeConfig> for LogStore {
+impl<RT: AsyncRuntime> RaftLogStorage<Types<RT>> for LogStore {
     type LogReader = Self;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+    async fn get_log_state(&mut self) -> Result<LogState<Types<RT>>, io::Error> {
         let cf = self.cf(keys::CF_LOG)?;
         let last = match self.db.iterator_cf(cf, IteratorMode::End).next() {
             None => None,
@@ -248,15 +250,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.put_meta(keys::META_VOTE, vote)?;
         // A vote must be on disk before it is granted, or a restart could vote twice.
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.sync())
-            .await
-            .map_err(io::Error::other)?
+        crate::blocking(self.options, move || this.sync()).await
     }
 
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: IOFlushed<TypeConfig>,
+        callback: IOFlushed<Types<RT>>,
     ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
@@ -273,8 +273,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.io_completed(Ok(()));
             return Ok(());
         }
+        let callback: Callback = Box::new(move |r| callback.io_completed(r));
         if let Err(mpsc::SendError(callback)) = self.flusher.send(callback) {
-            callback.io_completed(Err(io::Error::other("WAL sync thread stopped")));
+            callback(Err(io::Error::other("WAL sync thread stopped")));
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use futures::{Stream, TryStreamExt};
 use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
-use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use openraft::{AsyncRuntime, EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -21,7 +21,7 @@ use fleetcore_model::{Applied, State, StateRecord};
 use crate::codec;
 use crate::error::StorageError;
 use crate::keys;
-use crate::types::TypeConfig;
+use crate::types::{TypeConfig, Types};
 use crate::StorageOptions;
 
 /// What has been applied: the state and the position in the log it reflects.
@@ -174,7 +174,7 @@ impl StateMachineStore {
     }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+impl<RT: AsyncRuntime> RaftSnapshotBuilder<Types<RT>> for StateMachineStore {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Vec<u8>>, io::Error> {
@@ -189,12 +189,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             }
         };
         let this = self.clone();
-        let (meta, bytes) = tokio::task::spawn_blocking(move || {
+        let (meta, bytes) = crate::blocking(self.options, move || {
             let bytes = this.write_snapshot_file(&body)?;
-            Ok::<_, io::Error>((body.meta, bytes))
+            Ok((body.meta, bytes))
         })
-        .await
-        .map_err(io::Error::other)??;
+        .await?;
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "built snapshot");
         Ok(SnapshotOf::<TypeConfig, Vec<u8>> {
             meta,
@@ -203,7 +202,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     }
 }
 
-impl RaftStateMachine<TypeConfig> for StateMachineStore {
+impl<RT: AsyncRuntime> RaftStateMachine<Types<RT>> for StateMachineStore {
     type SnapshotData = Vec<u8>;
     type SnapshotBuilder = Self;
 
@@ -216,7 +215,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
     where
-        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+        Strm: Stream<Item = Result<EntryResponder<Types<RT>>, io::Error>> + Unpin + OptionalSend,
     {
         let mut batch = WriteBatch::default();
         let mut replies = Vec::new();
@@ -272,9 +271,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         );
         let db = self.db.clone();
         let opts = self.write_opts();
-        tokio::task::spawn_blocking(move || db.write_opt(batch, &opts).map_err(rocks))
-            .await
-            .map_err(io::Error::other)??;
+        crate::blocking(self.options, move || {
+            db.write_opt(batch, &opts).map_err(rocks)
+        })
+        .await?;
         // Reply only once the applied state is durable.
         for (responder, outcome) in replies {
             responder.send(outcome);
@@ -328,12 +328,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             records: body.records,
         };
-        tokio::task::spawn_blocking(move || {
+        crate::blocking(self.options, move || {
             db.write_opt(batch, &opts).map_err(rocks)?;
             this.write_snapshot_file(&file_body).map(|_| ())
         })
-        .await
-        .map_err(io::Error::other)??;
+        .await?;
         let mut applied = self.shared.write();
         applied.state = state;
         applied.last_applied = meta.last_log_id;

@@ -87,7 +87,9 @@ async fn applied_state_survives_reopen() {
         sm.shared().digest()
     };
     let (_log, mut sm) = open(dir.path(), StorageOptions::default()).unwrap();
-    let (applied, _) = sm.applied_state().await.unwrap();
+    let (applied, _) = RaftStateMachine::<TypeConfig>::applied_state(&mut sm)
+        .await
+        .unwrap();
     assert_eq!(applied.map(|l| l.index), Some(5));
     assert_eq!(sm.shared().digest(), digest);
     let state = sm.shared();
@@ -110,10 +112,8 @@ async fn snapshot_installs_into_a_fresh_store() {
         .map(|i| entry(i, shadow(&format!("t{}", i % 4), i)))
         .collect();
     source.apply(stream::iter(entries)).await.unwrap();
-    let snapshot = source
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
+    let mut builder = RaftStateMachine::<TypeConfig>::get_snapshot_builder(&mut source).await;
+    let snapshot = RaftSnapshotBuilder::<TypeConfig>::build_snapshot(&mut builder)
         .await
         .unwrap();
     assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(20));
@@ -125,14 +125,16 @@ async fn snapshot_installs_into_a_fresh_store() {
         .apply(stream::iter(vec![entry(1, create("stale"))]))
         .await
         .unwrap();
-    target
-        .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
-        .await
-        .unwrap();
+    RaftStateMachine::<TypeConfig>::install_snapshot(
+        &mut target,
+        &snapshot.meta,
+        snapshot.snapshot.clone(),
+    )
+    .await
+    .unwrap();
     assert_eq!(target.shared().digest(), source.shared().digest());
     assert!(target.shared().read().state.thing("stale").is_none());
-    let current = target
-        .get_current_snapshot()
+    let current = RaftStateMachine::<TypeConfig>::get_current_snapshot(&mut target)
         .await
         .unwrap()
         .expect("snapshot kept");

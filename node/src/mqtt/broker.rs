@@ -7,7 +7,7 @@
 //! connection (takeover) and, for a persistent session, hands its subscriptions
 //! and queued messages to the claiming node.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -194,7 +194,7 @@ impl SessionSlot {
 #[derive(Default)]
 struct SubIndex {
     exact: HashMap<String, BTreeMap<String, SubOptions>>,
-    wild: HashMap<String, BTreeMap<String, SubOptions>>,
+    wild: BTreeMap<String, BTreeMap<String, SubOptions>>,
     shared: BTreeMap<(String, String), BTreeMap<String, SubOptions>>,
 }
 
@@ -352,7 +352,7 @@ struct Inner {
     authorizer: Arc<dyn Authorizer>,
     sessions: Mutex<HashMap<String, SessionSlot>>,
     index: Mutex<SubIndex>,
-    remote: Mutex<HashMap<u64, NodeRoutes>>,
+    remote: Mutex<BTreeMap<u64, NodeRoutes>>,
     next_epoch: AtomicU64,
     /// Turns for picking a node of a share group, and a member on this node:
     /// separate, so each advances once per message and both rotate.
@@ -368,7 +368,7 @@ struct Inner {
 }
 
 struct Claim {
-    waiting: HashSet<u64>,
+    waiting: BTreeSet<u64>,
     state: Option<SessionWire>,
     done: Option<oneshot::Sender<()>>,
 }
@@ -475,6 +475,15 @@ impl Broker {
     /// Sets the retained-message store.
     pub fn set_retained(&self, store: Arc<dyn RetainedStore>) {
         *lock(&self.inner.retained) = Some(store);
+    }
+
+    /// Drops the reserved-topic handlers and the retained store. They hold the
+    /// service, which holds this broker: without this the pair would keep each other,
+    /// and the node's database, alive after the node stops (a simulated crash reopens
+    /// the same directory in the same process).
+    pub fn detach_handlers(&self) {
+        lock(&self.inner.reserved).clear();
+        *lock(&self.inner.retained) = None;
     }
 
     /// The retained-message store, if any.
@@ -991,7 +1000,7 @@ impl Broker {
     }
 
     async fn claim_cluster_wide(&self, client_id: &str, clean_start: bool) -> Option<SessionWire> {
-        let peers: HashSet<u64> = self
+        let peers: BTreeSet<u64> = self
             .peers_with_routes()
             .into_iter()
             .filter(|p| self.inner.links.is_connected(*p))

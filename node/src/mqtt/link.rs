@@ -3,7 +3,7 @@
 //! publishes and session claims. Each stream starts with this node's full route
 //! table, so a peer that reconnects after a partition converges.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -179,10 +179,12 @@ struct Received {
 
 /// Outgoing links to peers, and the delivery state of incoming ones.
 pub struct Links {
-    peers: Mutex<HashMap<u64, Peer>>,
+    // Ordered maps here and in the broker: peers are visited in id order, so a
+    // simulation replays the same sends in the same order.
+    peers: Mutex<BTreeMap<u64, Peer>>,
     /// This node's incarnation, sent with its route table.
     epoch: u64,
-    received: Mutex<HashMap<u64, Received>>,
+    received: Mutex<BTreeMap<u64, Received>>,
 }
 
 impl Default for Links {
@@ -307,7 +309,7 @@ pub fn spawn_link_manager<C: Connector>(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let members: HashMap<u64, String> = node
+            let members: BTreeMap<u64, String> = node
                 .members()
                 .into_iter()
                 .filter(|(id, _)| *id != node.id())
@@ -438,6 +440,7 @@ async fn run_peer<C: Connector>(
         };
         connected.store(true, Ordering::Relaxed);
         let result = tokio::select! {
+            biased;
             r = node.relay_to(&addr, tokio_stream::wrappers::ReceiverStream::new(out_rx)) => r,
             _ = reset.notified() => Ok(()),
         };
@@ -473,7 +476,7 @@ pub struct LinkReceiver {
     broker: Broker,
     /// The stream each peer's routes came on: a late close of an older stream
     /// must not erase the routes of the newer one.
-    current: Mutex<HashMap<u64, u64>>,
+    current: Mutex<BTreeMap<u64, u64>>,
 }
 
 impl LinkReceiver {

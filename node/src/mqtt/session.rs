@@ -366,14 +366,18 @@ impl Connection {
             }
             let deadline = self.keep_alive.map(|k| last_heard + k);
             make_room(&mut buf);
+            // Biased, so the same readiness always takes the same branch (a seed
+            // replays exactly); nothing starves: the mailbox is pumped every turn
+            // and a client that floods reads waits for its acks sooner or later.
             tokio::select! {
+                biased;
                 k = &mut kick => break End::Kicked(k.unwrap_or(Kick::TakenOver)),
+                Some(ack) = recv_deferred(&mut self.deferred) => self.send(ack),
+                _ = mailbox.notify.notified() => {}
                 r = rd.read_buf(&mut buf) => match r {
                     Ok(0) | Err(_) => break End::Network,
                     Ok(_) => last_heard = Instant::now(),
                 },
-                Some(ack) = recv_deferred(&mut self.deferred) => self.send(ack),
-                _ = mailbox.notify.notified() => {}
                 _ = sleep_until(deadline), if deadline.is_some() => break End::KeepAlive,
             }
         };
