@@ -8,7 +8,8 @@
 //! Uses: fleetcore-raft, fleetcore-storage, fleetcore-model, turmoil.
 //! Must not be used by the `fleetcore` binary: turmoil switches on tokio's test-util.
 //!
-//! Replay one seed: `FLEETCORE_SEED=n cargo test -p chaos`.
+//! Replay one seed: `FLEETCORE_SEED=n cargo test --workspace --test seeds` (`--workspace`
+//! keeps the features, and so the build, the same as CI's).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -162,8 +162,14 @@ fn main() -> anyhow::Result<()> {
                 Err(e) => {
                     violations += 1;
                     failed = true;
+                    let replace = if replace_nodes {
+                        " --replace-nodes"
+                    } else {
+                        ""
+                    };
                     eprintln!(
-                        "{e}\nreplay: FLEETCORE_SEED={seed} cargo test -p chaos --test seeds\n"
+                        "{e}\nreplay: cargo run -p chaos --release -- sim --first {seed} --seeds 1 \
+                         --nodes {n} --workload-secs {workload_secs} --mqtt-clients {mqtt_clients}{replace}\n"
                     );
                 }
             }

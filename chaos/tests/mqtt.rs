@@ -5,7 +5,7 @@
 //! nodes is held (delayed) and released; for odd seeds the hold outlasts the
 //! link's keepalive, so the link breaks, reconnects and re-sends.
 //!
-//! Replay one seed with `FLEETCORE_SEED=n cargo test -p chaos --test mqtt`.
+//! Replay one seed with `FLEETCORE_SEED=n cargo test --workspace --test mqtt`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -129,7 +129,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
 fn qos1_across_nodes_in_simulation() {
     for seed in chaos::seeds(4) {
         if let Err(e) = run_seed(seed) {
-            panic!("{e}\nreplay: FLEETCORE_SEED={seed} cargo test -p chaos --test mqtt");
+            panic!("{e}\nreplay: FLEETCORE_SEED={seed} cargo test --workspace --test mqtt");
         }
     }
 }

@@ -4,7 +4,7 @@
 //! majority elects a new leader and goes on, and after healing every replica holds
 //! identical state (same applied index, same state digest).
 //!
-//! Replay one seed with `FLEETCORE_SEED=n cargo test -p chaos --test partition`.
+//! Replay one seed with `FLEETCORE_SEED=n cargo test --workspace --test partition`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -6,7 +6,7 @@
 //!
 //! 200 short seeds per cluster size, plus a few long ones. Replay one seed with the
 //! command a failure prints, e.g.
-//! `FLEETCORE_SEED=17 cargo test -p chaos --test seeds three_nodes_200_seeds`.
+//! `FLEETCORE_SEED=17 cargo test --workspace --test seeds three_nodes_200_seeds`.
 
 use std::time::Duration;
 
@@ -47,7 +47,9 @@ fn campaign(test: &str, nodes: usize, default_seeds: u64, workload_secs: u64) {
                 );
             }
             Err(e) => {
-                panic!("{e}\nreplay: FLEETCORE_SEED={seed} cargo test -p chaos --test seeds {test}")
+                panic!(
+                    "{e}\nreplay: FLEETCORE_SEED={seed} cargo test --workspace --test seeds {test}"
+                )
             }
         }
     }
