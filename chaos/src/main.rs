@@ -20,29 +20,36 @@ struct Cli {
     command: Command,
 }
 
+/// What `sim` runs.
+#[derive(Debug, clap::Args)]
+struct SimArgs {
+    /// How many seeds per cluster size.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 0)]
+    first: u64,
+    /// Cluster sizes, comma-separated.
+    #[arg(long, default_value = "3,5")]
+    nodes: String,
+    /// Simulated workload per seed, in seconds.
+    #[arg(long, default_value_t = 20)]
+    workload_secs: u64,
+    /// Let the nemesis replace a node (remove, wipe, add back) once per seed.
+    #[arg(long)]
+    replace_nodes: bool,
+    /// Simulated devices working on the same shadows over MQTT.
+    #[arg(long, default_value_t = 1)]
+    mqtt_clients: usize,
+    /// Print each seed's simulated duration.
+    #[arg(long)]
+    verbose: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run seeds `first..first+seeds` for each cluster size and print a summary.
-    Sim {
-        /// How many seeds per cluster size.
-        #[arg(long, default_value_t = 100)]
-        seeds: u64,
-        /// The first seed.
-        #[arg(long, default_value_t = 0)]
-        first: u64,
-        /// Cluster sizes, comma-separated.
-        #[arg(long, default_value = "3,5")]
-        nodes: String,
-        /// Simulated workload per seed, in seconds.
-        #[arg(long, default_value_t = 20)]
-        workload_secs: u64,
-        /// Let the nemesis replace a node (remove, wipe, add back) once per seed.
-        #[arg(long)]
-        replace_nodes: bool,
-        /// Simulated devices working on the same shadows over MQTT.
-        #[arg(long, default_value_t = 1)]
-        mqtt_clients: usize,
-    },
+    Sim(SimArgs),
     /// Kill, pause and cut off real node processes; report failover p50/p99.
     Drill {
         /// How many times the leader is killed.
@@ -113,25 +120,18 @@ fn main() -> anyhow::Result<()> {
             .with_writer(std::io::stderr)
             .init();
     }
-    let (seeds, first, nodes, workload_secs, replace_nodes, mqtt_clients) =
-        match Cli::parse().command {
-            Command::Drill { kills, binary, dir } => return drill(kills, binary, dir),
-            Command::Sim {
-                seeds,
-                first,
-                nodes,
-                workload_secs,
-                replace_nodes,
-                mqtt_clients,
-            } => (
-                seeds,
-                first,
-                nodes,
-                workload_secs,
-                replace_nodes,
-                mqtt_clients,
-            ),
-        };
+    let SimArgs {
+        seeds,
+        first,
+        nodes,
+        workload_secs,
+        replace_nodes,
+        mqtt_clients,
+        verbose,
+    } = match Cli::parse().command {
+        Command::Drill { kills, binary, dir } => return drill(kills, binary, dir),
+        Command::Sim(args) => args,
+    };
     println!("| nodes | seeds | faults | operations | acknowledged | violations | slowest seed |");
     println!("|------:|------:|-------:|-----------:|-------------:|-----------:|:-------------|");
     let mut failed = false;
@@ -152,7 +152,7 @@ fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             match run(&config) {
                 Ok(report) => {
-                    if std::env::var_os("CHAOS_VERBOSE").is_some() {
+                    if verbose {
                         eprintln!("seed {seed}: {} simulated ms", report.simulated_ms);
                     }
                     faults += report.faults.len();
