@@ -1,10 +1,12 @@
 //! `chaos`: deterministic simulations of a Fleetcore cluster under faults,
 //! and the checkers that judge what the clients saw.
 //!
-//! Owns: the turmoil harness that runs the real node code ([`sim`]), the recorded
-//! client history ([`history`]), and the checkers ([`check`]): shadow versions per key
-//! (no acknowledged update lost, duplicated or reordered; reads never go back),
-//! identical replicas after healing.
+//! Owns: the turmoil harness that runs the real node code ([`sim`]), seeded so that a
+//! seed replays exactly; the simulated MQTT device's client ([`mqtt_client`]); the
+//! recorded client history ([`history`]); and the checkers ([`check`]): shadow
+//! versions per key (no acknowledged update lost, duplicated or reordered; reads never
+//! go back), linearizability per shadow, registry writes, one leader per term,
+//! identical replicas after healing; and the drill against real processes ([`drill`]).
 //! Uses: fleetcore-raft, fleetcore-storage, fleetcore-model, turmoil.
 //! Must not be used by the `fleetcore` binary: turmoil switches on tokio's test-util.
 //!
