@@ -517,8 +517,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         let states = states.clone();
         let reads = config.reads;
         let workload = config.workload;
-        let mut rng =
-            SeededRng::new(seed ^ (client as u64 + 1).wrapping_mul(0x5851_f42d_4c95_7f2d));
+        let mut rng = client_rng(seed, client);
         let running = Running::start(&running_clients);
         sim.client(format!("client{client}"), async move {
             let _running = running;
@@ -564,14 +563,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
                 {
                     seen.insert(key.clone(), *v);
                 }
-                history.record(Event {
-                    client,
-                    key,
-                    op,
-                    invoked_ms,
-                    completed_ms: now_ms(),
-                    outcome,
-                });
+                complete(&history, client, key, op, invoked_ms, outcome);
                 tokio::time::sleep(Duration::from_millis(rng.below(50))).await;
             }
             Ok(())
@@ -580,7 +572,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
 
     for d in 0..config.mqtt_clients {
         let client = config.clients + d;
-        let rng = SeededRng::new(seed ^ (client as u64 + 1).wrapping_mul(0x5851_f42d_4c95_7f2d));
+        let rng = client_rng(seed, client);
         let running = Running::start(&running_clients);
         let device = mqtt_device(client, names.clone(), rng, history.clone(), config.workload);
         sim.client(format!("device{d}"), async move {
@@ -830,6 +822,30 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
     })
 }
 
+/// Client `client`'s random stream, from the seed.
+fn client_rng(seed: u64, client: usize) -> SeededRng {
+    SeededRng::new(seed ^ (client as u64 + 1).wrapping_mul(0x5851_f42d_4c95_7f2d))
+}
+
+/// Records an operation that completes now.
+fn complete(
+    history: &History,
+    client: usize,
+    key: String,
+    op: Op,
+    invoked_ms: u64,
+    outcome: Outcome,
+) {
+    history.record(Event {
+        client,
+        key,
+        op,
+        invoked_ms,
+        completed_ms: now_ms(),
+        outcome,
+    });
+}
+
 /// Counts a client as running until dropped (its future ends, however it ends).
 struct Running(Arc<std::sync::atomic::AtomicUsize>);
 
@@ -903,23 +919,17 @@ async fn mqtt_device(
         let key = keys[rng.below(keys.len() as u64) as usize].to_string();
         let token = format!("d{client}-{n}");
         let dice = rng.below(10);
-        let (op, topic, body) = if dice < 4 {
-            (
-                Op::Update,
-                "update",
-                format!(
-                    r#"{{"state":{{"reported":{{"c":{client},"n":{n}}}}},"clientToken":"{token}"}}"#
-                ),
+        let update = |version: String| {
+            format!(
+                r#"{{"state":{{"reported":{{"c":{client},"n":{n}}}}}{version},"clientToken":"{token}"}}"#
             )
+        };
+        let (op, topic, body) = if dice < 4 {
+            (Op::Update, "update", update(String::new()))
         } else if dice < 7 {
             let expected = seen.get(&key).copied().unwrap_or(0);
-            (
-                Op::UpdateIfVersion(expected),
-                "update",
-                format!(
-                    r#"{{"state":{{"reported":{{"c":{client},"n":{n}}}}},"version":{expected},"clientToken":"{token}"}}"#
-                ),
-            )
+            let body = update(format!(r#","version":{expected}"#));
+            (Op::UpdateIfVersion(expected), "update", body)
         } else {
             (Op::Read, "get", format!(r#"{{"clientToken":"{token}"}}"#))
         };
@@ -972,14 +982,7 @@ async fn mqtt_device(
         }
         // After a timeout or a broken connection, start over on another node.
         let keep = !matches!(outcome, Outcome::Unknown);
-        history.record(Event {
-            client,
-            key,
-            op,
-            invoked_ms,
-            completed_ms: now_ms(),
-            outcome,
-        });
+        complete(&history, client, key, op, invoked_ms, outcome);
         if keep {
             connection = Some(c);
         }
