@@ -175,6 +175,19 @@ async fn leader(http: &reqwest::Client, nodes: &[String], deadline: Duration) ->
     None
 }
 
+/// Why writes ended "outcome unknown", counted for the report.
+static UNKNOWN_WHY: Mutex<std::collections::BTreeMap<String, usize>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+fn unknown_because(reason: String) -> Outcome {
+    // Keep the kind of failure, not its details (addresses, times).
+    let kind: String = reason.chars().take(60).collect();
+    if let Ok(mut why) = UNKNOWN_WHY.lock() {
+        *why.entry(kind).or_default() += 1;
+    }
+    Outcome::Unknown
+}
+
 /// One shadow update over HTTP: the version it produced.
 async fn http_update(http: &reqwest::Client, node: &str, key: &str, n: u64) -> Outcome {
     let r = http
@@ -189,22 +202,40 @@ async fn http_update(http: &reqwest::Client, node: &str, key: &str, n: u64) -> O
         },
         // 4xx: refused, nothing applied.
         Ok(r) if r.status().is_client_error() => Outcome::Failed,
-        // 503: no quorum or timed out; a write may or may not have been applied.
+        // 503 "no leader available": no leader took it (the node retried with the
+        // same request id while it could); nothing applied.
+        // Any other 503: timed out with the write out; it may have been applied.
         Ok(r) => {
-            if std::env::var("DRILL_DEBUG").is_ok() {
-                let st = r.status();
-                eprintln!(
-                    "update {node} {key}: {st} {}",
-                    r.text().await.unwrap_or_default()
-                );
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                && body.contains("no leader available")
+            {
+                return Outcome::Failed;
             }
-            Outcome::Unknown
+            if std::env::var("DRILL_DEBUG").is_ok() {
+                eprintln!("update {node} {key}: {status} {body}");
+            }
+            let message = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|b| b["message"].as_str().map(str::to_string))
+                .unwrap_or(body);
+            unknown_because(format!("{status}: {message}"))
         }
         Err(e) => {
             if std::env::var("DRILL_DEBUG").is_ok() {
                 eprintln!("update {node} {key}: {e}");
             }
-            Outcome::Unknown
+            if e.is_connect() {
+                // The connection was never made (a killed node): nothing was sent.
+                return Outcome::Failed;
+            }
+            let kind = if e.is_timeout() {
+                "client timeout"
+            } else {
+                "connection broke with the request out"
+            };
+            unknown_because(kind.to_string())
         }
     }
 }
@@ -518,6 +549,9 @@ pub async fn run(config: DrillConfig) -> anyhow::Result<DrillReport> {
             .or_default() += 1;
     }
     eprintln!("operations: {tally:?}");
+    if let Ok(why) = UNKNOWN_WHY.lock() {
+        eprintln!("writes with an unknown outcome, by reason: {why:?}");
+    }
     check::shadow_versions(&events).map_err(|v| anyhow::anyhow!("{v}"))?;
     check::linearizable(&events).map_err(|v| anyhow::anyhow!("{v}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);

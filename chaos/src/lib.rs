@@ -5,8 +5,8 @@
 //! seed replays exactly; the simulated MQTT device's client ([`mqtt_client`]); the
 //! recorded client history ([`history`]); and the checkers ([`check`]): shadow
 //! versions per key (no acknowledged update lost, duplicated or reordered; reads never
-//! go back), linearizability per shadow, registry writes, one leader per term,
-//! identical replicas after healing; and the drill against real processes ([`drill`]).
+//! go back), linearizability per shadow, registry writes, one entry per log index
+//! on every replica (state machine safety), identical replicas after healing; and the drill against real processes ([`drill`]).
 //! Uses: fleetcore-raft, fleetcore-storage, fleetcore-model, turmoil.
 //! Must not be used by the `fleetcore` binary: turmoil switches on tokio's test-util.
 //!
@@ -46,7 +46,18 @@ impl SeededRng {
     }
 }
 
-/// The seeds to run: `FLEETCORE_SEED=n` runs one, else `0..default`.
+/// The seeds to run: `FLEETCORE_SEED=n` runs one, else `first..first + count`.
+pub fn seeds_from(first: u64, count: u64) -> Vec<u64> {
+    match std::env::var("FLEETCORE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(seed) => vec![seed],
+        None => (first..first + count).collect(),
+    }
+}
+
+/// The seeds `0..default`, or only `FLEETCORE_SEED` when it is set (to replay one).
 pub fn seeds(default: u64) -> Vec<u64> {
     match std::env::var("FLEETCORE_SEED")
         .ok()

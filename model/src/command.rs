@@ -148,6 +148,35 @@ pub enum Command {
     // New variants go last: the variant index is part of format v1.
     /// Stores (or, with an empty payload, clears) a topic's retained message.
     SetRetained(crate::retained::RetainedMessage),
+    /// `command`, applied at most once per `id`: a repeat answers the first result
+    /// (see [`crate::request`]). Every write a node proposes is wrapped in one.
+    Request {
+        /// Who proposed it, and which of its requests this is.
+        id: crate::request::RequestId,
+        /// The write itself (never another `Request`).
+        command: Box<Command>,
+    },
+    /// Records the incarnation (data-dir identity) of member `node`. A node
+    /// records its own at start (`replace` false: refused if another is recorded,
+    /// i.e. its data dir was wiped or restored); adding a node records the new
+    /// one (`replace` true: the operator's replacement).
+    RecordIncarnation {
+        /// The member.
+        node: u64,
+        /// Its data dir's incarnation.
+        incarnation: u64,
+        /// Overwrite a different recorded incarnation.
+        replace: bool,
+    },
+    /// Removes retained messages that expired (MQTT 5 message expiry) by `at_ms`:
+    /// proposed by the leader's sweeper with its clock, so `apply` reads none.
+    ExpireRetained {
+        /// Topics the leader found expired; each is removed only if the stored
+        /// message still expires by `at_ms` (a newer one may have replaced it).
+        topics: Vec<String>,
+        /// The leader's clock, ms since the epoch.
+        at_ms: u64,
+    },
 }
 
 impl Command {
@@ -168,6 +197,9 @@ impl Command {
             Command::RemoveThingFromThingGroup { .. } => "remove_thing_from_thing_group",
             Command::SetRetained(_) => "set_retained",
             Command::DeleteShadow { .. } => "delete_shadow",
+            Command::Request { command, .. } => command.kind(),
+            Command::ExpireRetained { .. } => "expire_retained",
+            Command::RecordIncarnation { .. } => "record_incarnation",
         }
     }
 }
@@ -219,6 +251,13 @@ impl std::fmt::Display for Command {
                 write!(f, "{} {group} {thing}", self.kind())
             }
             Command::SetRetained(m) => write!(f, "{} {}", self.kind(), m.topic),
+            Command::Request { id, command } => write!(f, "{command} (request {id})"),
+            Command::RecordIncarnation {
+                node, incarnation, ..
+            } => write!(f, "{} {node} {incarnation:016x}", self.kind()),
+            Command::ExpireRetained { topics, .. } => {
+                write!(f, "{} ({} topics)", self.kind(), topics.len())
+            }
         }
     }
 }

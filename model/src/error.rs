@@ -39,6 +39,23 @@ pub enum Rejection {
         /// The limit.
         max: usize,
     },
+    /// A quota of the replicated state is full (AWS `LimitExceededException`, 410).
+    #[error("{what}: the limit is {limit}")]
+    LimitExceeded {
+        /// Which quota, e.g. "retained messages in the cluster".
+        what: String,
+        /// Its value.
+        limit: u64,
+    },
+    /// A retried request whose id left the exactly-once table: whether its first
+    /// attempt applied can no longer be told, so this attempt was not applied (503).
+    #[error(
+        "request {request} is too old to tell whether it was applied; it was not applied again"
+    )]
+    RequestExpired {
+        /// The request id.
+        request: String,
+    },
 }
 
 impl Rejection {

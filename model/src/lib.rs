@@ -1,6 +1,6 @@
 //! `fleetcore-model`: what Fleetcore's replicated state *means* — the thing
-//! registry, device shadow documents (merge, delta, version) and retained MQTT
-//! messages.
+//! registry, device shadow documents (merge, delta, version), retained MQTT
+//! messages, and the exactly-once table of recent requests.
 //!
 //! Owns: [`Command`], [`State::apply`], every validation rule and limit ([`limits`]).
 //! Uses: serde, serde_json, thiserror. Nothing else.
@@ -17,6 +17,7 @@ pub mod error;
 pub mod limits;
 pub mod names;
 pub mod registry;
+pub mod request;
 pub mod retained;
 pub mod shadow;
 pub mod state;
@@ -26,6 +27,7 @@ pub mod thing_type;
 pub use command::{Applied, Command, Outcome};
 pub use error::Rejection;
 pub use registry::{AttributeUpdate, Thing, ThingQuery};
+pub use request::{RequestId, RequestTable};
 pub use retained::RetainedMessage;
 pub use shadow::{ShadowDocument, ShadowKey, ShadowRecord, ShadowUpdated};
 pub use state::{State, StateKey, StateRecord};

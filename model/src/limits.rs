@@ -22,5 +22,17 @@ pub const LIST_PAGE_MAX: usize = 250;
 /// Client tokens are echoed back; keep them short (AWS IoT: 64 bytes).
 pub const CLIENT_TOKEN_LEN_MAX: usize = 64;
 
+/// Retained messages stored in the cluster (AWS IoT's default quota per account:
+/// 500,000). A retained publish on a new topic beyond it is refused.
+pub const RETAINED_MESSAGES_MAX: usize = 500_000;
+/// Bytes of retained topics and payloads stored in the cluster. Every node keeps
+/// them in memory and in every snapshot, so this bounds both.
+pub const RETAINED_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Retained messages one SUBSCRIBE delivers (a filter such as `#` on a large
+/// store would otherwise queue them all at once; the session queue holds 10,000).
+pub const RETAINED_ON_SUBSCRIBE_MAX: usize = 10_000;
+/// Named shadows per thing (the classic shadow not counted).
+pub const NAMED_SHADOWS_PER_THING_MAX: usize = 100;
+
 const _: () = assert!(SHADOW_STATE_BYTES_MAX < SHADOW_REQUEST_BYTES_MAX);
 const _: () = assert!(SHADOW_NAME_LEN_MAX <= THING_NAME_LEN_MAX);

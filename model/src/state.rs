@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Applied, Command, Outcome};
 use crate::error::Rejection;
+use crate::limits;
 use crate::registry::{self, Thing, ThingQuery};
+use crate::request::{OriginRecord, RequestId, RequestRecord, RequestTable, Seen};
 use crate::retained::RetainedMessage;
 use crate::shadow::{ShadowKey, ShadowRecord, ShadowUpdateRequest};
 use crate::thing_group::{self, ThingGroup, GROUPS_PER_THING_MAX};
@@ -20,6 +22,11 @@ pub struct State {
     thing_types: BTreeMap<String, ThingType>,
     thing_groups: BTreeMap<String, ThingGroup>,
     retained: BTreeMap<String, RetainedMessage>,
+    /// Topic and payload bytes of `retained` (derived; kept for the quota).
+    retained_bytes: usize,
+    requests: RequestTable,
+    /// Each member's data-dir incarnation, as recorded.
+    incarnations: BTreeMap<u64, u64>,
 }
 
 /// The address of one stored record; storage keeps one row per key.
@@ -35,6 +42,12 @@ pub enum StateKey {
     ThingGroup(String),
     /// A retained message, by topic.
     Retained(String),
+    /// A remembered request (exactly-once table).
+    Request(RequestId),
+    /// What the exactly-once table remembers of an origin.
+    RequestOrigin(u64),
+    /// A member's recorded incarnation.
+    Incarnation(u64),
 }
 
 /// One stored record, as persisted and as carried in snapshots.
@@ -50,6 +63,12 @@ pub enum StateRecord {
     ThingGroup(ThingGroup),
     /// A retained message.
     Retained(RetainedMessage),
+    /// A remembered request and its first result.
+    Request(RequestId, RequestRecord),
+    /// An origin of requests.
+    RequestOrigin(u64, OriginRecord),
+    /// A member (node id) and its recorded incarnation.
+    Incarnation(u64, u64),
 }
 
 impl StateRecord {
@@ -61,8 +80,16 @@ impl StateRecord {
             StateRecord::ThingType(t) => StateKey::ThingType(t.name.clone()),
             StateRecord::ThingGroup(g) => StateKey::ThingGroup(g.name.clone()),
             StateRecord::Retained(m) => StateKey::Retained(m.topic.clone()),
+            StateRecord::Request(id, _) => StateKey::Request(*id),
+            StateRecord::RequestOrigin(origin, _) => StateKey::RequestOrigin(*origin),
+            StateRecord::Incarnation(node, _) => StateKey::Incarnation(*node),
         }
     }
+}
+
+/// What a retained message counts against the byte quota.
+fn retained_size(m: &RetainedMessage) -> usize {
+    m.topic.len() + m.payload.len()
 }
 
 fn seconds(at_ms: u64) -> u64 {
@@ -80,12 +107,47 @@ impl State {
     /// [`State::apply`], also returning every key whose record may have changed, so
     /// storage writes exactly those rows (empty when the command was rejected).
     pub fn apply_tracked(&mut self, command: &Command) -> (Outcome, BTreeSet<StateKey>) {
+        let Command::Request { id, command } = command else {
+            return self.apply_once(command);
+        };
+        if matches!(**command, Command::Request { .. }) {
+            let refused = Err(Rejection::invalid(format!(
+                "request {id} wraps another request"
+            )));
+            return (refused, BTreeSet::new());
+        }
+        match self.requests.lookup(*id) {
+            Ok(Seen::Before(first)) => (first, BTreeSet::new()),
+            Err(refused) => (Err(refused), BTreeSet::new()),
+            Ok(Seen::New) => {
+                let (outcome, mut changed) = self.apply_once(command);
+                // A refusal is remembered too: a retry must get the same answer,
+                // not one judged against the state the first attempt left.
+                let (requests, origins) = self.requests.remember(*id, &outcome);
+                changed.extend(requests.into_iter().map(StateKey::Request));
+                changed.extend(origins.into_iter().map(StateKey::RequestOrigin));
+                (outcome, changed)
+            }
+        }
+    }
+
+    fn apply_once(&mut self, command: &Command) -> (Outcome, BTreeSet<StateKey>) {
         let mut changed = BTreeSet::new();
         let outcome = self.apply_inner(command, &mut changed);
         if outcome.is_err() {
             changed.clear();
         }
         (outcome, changed)
+    }
+
+    /// The exactly-once table.
+    pub fn requests(&self) -> &RequestTable {
+        &self.requests
+    }
+
+    /// The incarnation recorded for member `node`, if any.
+    pub fn incarnation(&self, node: u64) -> Option<u64> {
+        self.incarnations.get(&node).copied()
     }
 
     fn check_thing_type_usable(&self, name: Option<&str>) -> Result<(), Rejection> {
@@ -180,7 +242,18 @@ impl State {
                 at_ms,
             } => {
                 let request = ShadowUpdateRequest::parse(request.as_bytes())?;
-                let mut record = self.shadows.get(key).cloned().unwrap_or_default();
+                let existing = self.shadows.get(key);
+                if !key.name.is_empty() && existing.is_none_or(|r| r.document.is_none()) {
+                    key.check()?;
+                    let named = self.named_shadows(&key.thing).len();
+                    if named >= limits::NAMED_SHADOWS_PER_THING_MAX {
+                        return Err(Rejection::LimitExceeded {
+                            what: format!("named shadows of thing '{}'", key.thing),
+                            limit: limits::NAMED_SHADOWS_PER_THING_MAX as u64,
+                        });
+                    }
+                }
+                let mut record = existing.cloned().unwrap_or_default();
                 let updated = record.update(key, &request, seconds(*at_ms))?;
                 self.shadows.insert(key.clone(), record);
                 changed.insert(StateKey::Shadow(key.clone()));
@@ -384,14 +457,62 @@ impl State {
             }
             Command::SetRetained(message) => {
                 message.check()?;
+                let old = self.retained.get(&message.topic).map(retained_size);
                 if message.payload.is_empty() {
                     self.retained.remove(&message.topic);
                 } else {
+                    let bytes = self.retained_bytes - old.unwrap_or(0) + retained_size(message);
+                    if old.is_none() && self.retained.len() >= limits::RETAINED_MESSAGES_MAX {
+                        return Err(Rejection::LimitExceeded {
+                            what: "retained messages in the cluster".into(),
+                            limit: limits::RETAINED_MESSAGES_MAX as u64,
+                        });
+                    }
+                    if bytes > limits::RETAINED_BYTES_MAX {
+                        return Err(Rejection::LimitExceeded {
+                            what: "bytes of retained messages in the cluster".into(),
+                            limit: limits::RETAINED_BYTES_MAX as u64,
+                        });
+                    }
                     self.retained.insert(message.topic.clone(), message.clone());
+                    self.retained_bytes += retained_size(message);
                 }
+                self.retained_bytes -= old.unwrap_or(0);
                 changed.insert(StateKey::Retained(message.topic.clone()));
                 Ok(Applied::Done)
             }
+            Command::RecordIncarnation {
+                node,
+                incarnation,
+                replace,
+            } => {
+                match self.incarnations.get(node) {
+                    Some(recorded) if recorded != incarnation && !replace => {
+                        return Err(Rejection::invalid(format!(
+                            "node {node}'s data dir is not the one this cluster knows (incarnation {incarnation:016x}, recorded {recorded:016x}): it was wiped or restored from a backup"
+                        )))
+                    }
+                    Some(recorded) if recorded == incarnation => return Ok(Applied::Done),
+                    _ => {}
+                }
+                self.incarnations.insert(*node, *incarnation);
+                changed.insert(StateKey::Incarnation(*node));
+                Ok(Applied::Done)
+            }
+            Command::ExpireRetained { topics, at_ms } => {
+                for topic in topics {
+                    let expired = self.retained.get(topic).is_some_and(|m| !m.is_live(*at_ms));
+                    if let Some(old) = expired.then(|| self.retained.remove(topic)).flatten() {
+                        self.retained_bytes -= retained_size(&old);
+                        changed.insert(StateKey::Retained(topic.clone()));
+                    }
+                }
+                Ok(Applied::Done)
+            }
+            // Unwrapped in `apply_tracked`; one nested in another is refused there.
+            Command::Request { id, .. } => Err(Rejection::invalid(format!(
+                "request {id} wraps another request"
+            ))),
         }
     }
 
@@ -417,6 +538,21 @@ impl State {
             StateKey::Retained(topic) => {
                 self.retained.get(topic).cloned().map(StateRecord::Retained)
             }
+            StateKey::Request(id) => self
+                .requests
+                .entries
+                .get(id)
+                .cloned()
+                .map(|r| StateRecord::Request(*id, r)),
+            StateKey::RequestOrigin(origin) => self
+                .requests
+                .origins
+                .get(origin)
+                .map(|r| StateRecord::RequestOrigin(*origin, *r)),
+            StateKey::Incarnation(node) => self
+                .incarnations
+                .get(node)
+                .map(|i| StateRecord::Incarnation(*node, *i)),
         }
     }
 
@@ -436,12 +572,21 @@ impl State {
                 self.thing_groups.insert(g.name.clone(), g);
             }
             StateRecord::Retained(m) => {
-                self.retained.insert(m.topic.clone(), m);
+                self.retained_bytes += retained_size(&m);
+                if let Some(old) = self.retained.insert(m.topic.clone(), m) {
+                    self.retained_bytes -= retained_size(&old);
+                }
+            }
+            StateRecord::Request(id, r) => self.requests.insert_request(id, r),
+            StateRecord::RequestOrigin(origin, r) => self.requests.insert_origin(origin, r),
+            StateRecord::Incarnation(node, i) => {
+                self.incarnations.insert(node, i);
             }
         }
     }
 
-    /// Every record, in key order (things, shadows, thing types, thing groups).
+    /// Every record, in key order (things, shadows, thing types, thing groups,
+    /// retained messages, remembered requests, request origins, incarnations).
     pub fn records(&self) -> impl Iterator<Item = StateRecord> + '_ {
         let things = self.things.values().cloned().map(StateRecord::Thing);
         let shadows = self
@@ -459,16 +604,76 @@ impl State {
             .cloned()
             .map(StateRecord::ThingGroup);
         let retained = self.retained.values().cloned().map(StateRecord::Retained);
+        let requests = self
+            .requests
+            .entries
+            .iter()
+            .map(|(id, r)| StateRecord::Request(*id, r.clone()));
+        let origins = self
+            .requests
+            .origins
+            .iter()
+            .map(|(origin, r)| StateRecord::RequestOrigin(*origin, *r));
+        let incarnations = self
+            .incarnations
+            .iter()
+            .map(|(node, i)| StateRecord::Incarnation(*node, *i));
         things
             .chain(shadows)
             .chain(types)
             .chain(groups)
             .chain(retained)
+            .chain(requests)
+            .chain(origins)
+            .chain(incarnations)
     }
 
     /// Every retained message, by topic.
     pub fn retained(&self) -> impl Iterator<Item = &RetainedMessage> + '_ {
         self.retained.values()
+    }
+
+    /// Retained messages whose topic starts with `prefix`, in topic order, after
+    /// `after` (exclusive) when given: one page of a scan that drops its lock
+    /// between pages.
+    pub fn retained_with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = &'a RetainedMessage> + 'a {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a.to_string()),
+            _ => Bound::Included(prefix.to_string()),
+        };
+        self.retained
+            .range::<String, _>((start, Bound::Unbounded))
+            .map(|(_, m)| m)
+            .take_while(move |m| m.topic.starts_with(prefix))
+    }
+
+    /// Topics whose retained message expired by `now_ms` among the next `scan`
+    /// after `after` (exclusive), and where to go on (`None`: the end was reached).
+    pub fn expired_retained(
+        &self,
+        now_ms: u64,
+        after: Option<&str>,
+        scan: usize,
+    ) -> (Vec<String>, Option<String>) {
+        let (mut expired, mut last, mut scanned) = (Vec::new(), None, 0);
+        for m in self.retained_with_prefix("", after).take(scan) {
+            scanned += 1;
+            last = Some(m.topic.clone());
+            if !m.is_live(now_ms) {
+                expired.push(m.topic.clone());
+            }
+        }
+        (expired, last.filter(|_| scanned == scan))
+    }
+
+    /// How many retained messages are stored, and their payload bytes.
+    pub fn retained_usage(&self) -> (usize, usize) {
+        (self.retained.len(), self.retained_bytes)
     }
 
     /// A thing by name.

@@ -43,6 +43,15 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// 429 ThrottlingException: a bound on work in flight is full; nothing was done.
+    pub fn throttled(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            kind: "ThrottlingException",
+            message: message.into(),
+        }
+    }
 }
 
 impl ApiError {
@@ -69,6 +78,11 @@ impl From<Rejection> for ApiError {
             Rejection::TooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestEntityTooLargeException",
+            ),
+            Rejection::LimitExceeded { .. } => (StatusCode::GONE, "LimitExceededException"),
+            Rejection::RequestExpired { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
             ),
         };
         ApiError {

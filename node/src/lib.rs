@@ -197,6 +197,7 @@ pub async fn run(
             wait_stop(mqtt_stop_rx.clone()),
         ))
     });
+    let service_for_sweeper = service.clone();
     let app = http::router(service);
     let http_server = tokio::spawn({
         let stop = wait_stop(stop_rx.clone());
@@ -223,8 +224,11 @@ pub async fn run(
         }
     });
 
+    let sweeper = tokio::spawn(sweep_expired_retained(service_for_sweeper));
+
     shutdown.await;
     tracing::info!("shutting down");
+    sweeper.abort();
     register.abort();
     links.abort();
     reaper.abort();
@@ -239,6 +243,47 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), raft_server).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// On the leader, every few seconds: removes retained messages whose MQTT 5
+/// expiry passed, through the log (`ExpireRetained`, stamped with the leader's
+/// clock), so expired messages stop counting against the quotas and stop
+/// costing memory on every replica. The scan holds the state lock one page at a
+/// time.
+async fn sweep_expired_retained<C: fleetcore_raft::Connector>(service: Service<C>) {
+    const EVERY: Duration = Duration::from_secs(5);
+    const PAGE: usize = 1000;
+    loop {
+        tokio::time::sleep(EVERY).await;
+        let node = service.node();
+        if !node.is_leader() {
+            continue;
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let now = service.now_ms();
+            let (topics, next) =
+                node.state()
+                    .read()
+                    .state
+                    .expired_retained(now, after.as_deref(), PAGE);
+            if !topics.is_empty() {
+                let count = topics.len();
+                let command = fleetcore_model::Command::ExpireRetained { topics, at_ms: now };
+                match service.propose(command).await {
+                    Ok(_) => tracing::debug!(count, "expired retained messages removed"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot remove expired retained messages yet");
+                        break;
+                    }
+                }
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+    }
 }
 
 /// Bootstraps, joins, or resumes, depending on config and what the data dir holds.

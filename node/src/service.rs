@@ -23,7 +23,13 @@ pub struct Service<C: Connector> {
     broker: Broker,
     /// Region and account shown in ARNs.
     arn_prefix: String,
+    /// Bounds the writes in flight from this node (HTTP and MQTT together): past
+    /// it a write is refused at once (429) instead of queueing without bound.
+    proposals: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Writes one node may have in flight to the leader at once.
+pub const PROPOSALS_IN_FLIGHT_MAX: usize = 4096;
 
 /// A page of things.
 #[derive(Debug)]
@@ -42,6 +48,7 @@ impl<C: Connector> Service<C> {
             clock,
             broker,
             arn_prefix: "arn:aws:iot:local:000000000000".into(),
+            proposals: std::sync::Arc::new(tokio::sync::Semaphore::new(PROPOSALS_IN_FLIGHT_MAX)),
         }
     }
 
@@ -67,6 +74,11 @@ impl<C: Connector> Service<C> {
         let change = match command {
             Command::UpdateShadow { .. } | Command::DeleteShadow { .. } => None,
             _ => RegistryChange::of(&command, &self.node.state().read().state),
+        };
+        let Ok(_permit) = self.proposals.try_acquire() else {
+            return Err(ApiError::throttled(format!(
+                "{PROPOSALS_IN_FLIGHT_MAX} writes are in flight on this node; retry later"
+            )));
         };
         let outcome: Outcome = self.node.propose(command).await?;
         let applied = outcome?;

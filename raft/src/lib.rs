@@ -1,7 +1,11 @@
 //! `fleetcore-raft`: consensus for Fleetcore — an openraft node over a tonic gRPC
 //! transport, with the operations the rest of the node needs: propose a command
-//! (forwarded to the leader from any node), linearizable reads (read-index, also
-//! from followers), membership changes and cluster status.
+//! (forwarded to the leader from any node, exactly once: each carries a request id
+//! and a forward whose outcome is unknown is retried with the same id),
+//! linearizable reads (read-index, also from followers), membership changes and
+//! cluster status; and member identity: every data dir's incarnation travels with
+//! each Raft message and answer, and a member whose incarnation is not the recorded
+//! one (wiped or restored) is not heard.
 //!
 //! Owns: the node-to-node wire protocol (`proto/raft.proto`, [`wire`]), the transport
 //! abstraction ([`transport::Connector`] and any incoming stream of connections), so

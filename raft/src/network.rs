@@ -18,6 +18,7 @@ use openraft::raft::{
 use openraft::AnyError;
 use tonic::transport::{Channel, Endpoint};
 
+use fleetcore_storage::state_machine::SharedState;
 use fleetcore_storage::{LogStore, NodeInfo, Types};
 
 use crate::pb::raft_service_client::RaftServiceClient;
@@ -77,19 +78,54 @@ pub struct Network<C: Connector> {
     connector: C,
     cluster: ClusterId,
     self_id: u64,
+    incarnation: u64,
+    /// The applied state, for the members' recorded incarnations.
+    state: SharedState,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     rpc_timeout: Duration,
 }
 
 impl<C: Connector> Network<C> {
-    /// A network dialling through `connector`.
-    pub fn new(connector: C, cluster: ClusterId, self_id: u64, rpc_timeout: Duration) -> Self {
+    /// A network dialling through `connector`, as node `self_id` whose data dir
+    /// is `incarnation`; peers' answers are checked against `state`.
+    pub fn new(
+        connector: C,
+        cluster: ClusterId,
+        self_id: u64,
+        incarnation: u64,
+        state: SharedState,
+        rpc_timeout: Duration,
+    ) -> Self {
         Network {
             connector,
             cluster,
             self_id,
+            incarnation,
+            state,
             channels: Arc::default(),
             rpc_timeout,
+        }
+    }
+
+    /// Refuses an answer from `node` whose data dir is not the one the cluster
+    /// recorded (wiped or restored): it must not count as a vote or an ack.
+    pub fn check_answer(
+        &self,
+        node: u64,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<(), String> {
+        let Some(presented) = metadata
+            .get(wire::INCARNATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+        else {
+            return Ok(());
+        };
+        match self.state.read().state.incarnation(node) {
+            Some(recorded) if recorded != presented => {
+                Err(wire::wiped_member(node, presented, recorded))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -136,6 +172,9 @@ impl<C: Connector> Network<C> {
         if let Ok(v) = self.self_id.to_string().parse() {
             request.metadata_mut().insert(wire::FROM_HEADER, v);
         }
+        if let Ok(v) = format!("{:016x}", self.incarnation).parse() {
+            request.metadata_mut().insert(wire::INCARNATION_HEADER, v);
+        }
         request
     }
 
@@ -153,6 +192,7 @@ impl<C: Connector> RaftNetworkFactory<Types<C::Runtime>> for Network<C> {
             network: self.clone(),
             target,
             addr: node.raft_addr.clone(),
+            last_refusal_log: None,
         }
     }
 }
@@ -162,6 +202,7 @@ pub struct PeerClient<C: Connector> {
     network: Network<C>,
     target: u64,
     addr: String,
+    last_refusal_log: Option<std::time::Instant>,
 }
 
 fn status_to_rpc<T: openraft::RaftTypeConfig>(target: u64, status: tonic::Status) -> RPCError<T> {
@@ -200,6 +241,17 @@ impl<C: Connector> PeerClient<C> {
             _ => client.pre_vote(request).await,
         }
         .map_err(|s| status_to_rpc(self.target, s))?;
+        if let Err(e) = self.network.check_answer(self.target, reply.metadata()) {
+            // Every heartbeat is refused: say it once in a while, not ten times a second.
+            if self
+                .last_refusal_log
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(10))
+            {
+                tracing::warn!(node = self.target, "{e}");
+                self.last_refusal_log = Some(std::time::Instant::now());
+            }
+            return Err(wire_error(e));
+        }
         wire::decode(&reply.into_inner().data).map_err(wire_error)
     }
 }
@@ -262,11 +314,15 @@ impl<C: Connector> RaftNetworkV2<Types<C::Runtime>> for PeerClient<C> {
             .network
             .request(futures::stream::iter(chunks), Duration::from_secs(60));
         let target = self.target;
+        let network = self.network.clone();
         let send = async move {
             let reply = client
                 .install_snapshot(request)
                 .await
                 .map_err(|s| StreamingError::from(status_to_rpc(target, s)))?;
+            network
+                .check_answer(target, reply.metadata())
+                .map_err(|e| StreamingError::Network(NetworkError::new(&AnyError::error(e))))?;
             wire::decode::<SnapshotResponse<Types<C::Runtime>>>(&reply.into_inner().data)
                 .map_err(|e| StreamingError::Network(NetworkError::new(&AnyError::error(e))))
         };

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use fleetcore_model::{Command, Outcome};
+use fleetcore_model::{Command, Outcome, RequestId};
 use fleetcore_storage::state_machine::SharedState;
 use fleetcore_storage::{LogStore, NodeInfo, StorageOptions};
 
@@ -111,6 +111,12 @@ struct Inner<C: Connector> {
     cluster: ClusterId,
     options: RaftOptions,
     relay: std::sync::OnceLock<std::sync::Weak<dyn RelayHandler>>,
+    /// This process's request-id origin: drawn at start from the runtime's
+    /// generator (seeded in simulations), so ids never repeat across restarts.
+    origin: u64,
+    next_seq: std::sync::atomic::AtomicU64,
+    /// This data dir's identity (see `LogStore::incarnation`).
+    incarnation: u64,
 }
 
 /// Receives the `Relay` streams of peers: non-Raft node-to-node traffic, opaque
@@ -142,9 +148,26 @@ impl<C: Connector> RaftNode<C> {
     ) -> Result<Self, RaftError> {
         let (log_store, sm_store) = fleetcore_storage::open(dir, options.storage)?;
         check_node_id(&log_store, id, dir)?;
+        let incarnation = match log_store.incarnation()? {
+            Some(incarnation) => incarnation,
+            None => {
+                use openraft::AsyncRuntime;
+                use rand::Rng;
+                let incarnation = C::Runtime::thread_rng().next_u64();
+                log_store.set_incarnation(incarnation)?;
+                incarnation
+            }
+        };
         let cluster = ClusterId::load(log_store.clone())?;
         let state = sm_store.shared();
-        let network = Network::new(connector, cluster.clone(), id, options.request_timeout);
+        let network = Network::new(
+            connector,
+            cluster.clone(),
+            id,
+            incarnation,
+            state.clone(),
+            options.request_timeout,
+        );
         let config = Config {
             cluster_name: "fleetcore".into(),
             heartbeat_interval: options.heartbeat.as_millis() as u64,
@@ -155,9 +178,12 @@ impl<C: Connector> RaftNode<C> {
             install_snapshot_timeout: 60_000,
             max_payload_entries: 1000,
             enable_pre_vote: Some(true),
-            // A follower whose data dir was wiped comes back with an empty log. Without
-            // this, the leader's replication progress refuses to move backwards (a debug
-            // assertion in openraft crashes it). See the README on replacing a node.
+            // A follower whose data dir was wiped comes back with an empty log. Once
+            // its incarnation is recorded, its answers are refused (see
+            // `Network::check_answer`) and openraft never sees the log go backwards;
+            // this stays for the window before a node's first registration, where
+            // the leader's replication progress would otherwise refuse to move
+            // backwards (a debug assertion in openraft crashes it).
             allow_log_reversion: Some(true),
             ..Default::default()
         };
@@ -169,7 +195,7 @@ impl<C: Connector> RaftNode<C> {
         let raft = openraft::Raft::new(id, config, network.clone(), log_store, sm_store)
             .await
             .map_err(|e| RaftError::Internal(e.to_string()))?;
-        Ok(RaftNode {
+        let node = RaftNode {
             inner: Arc::new(Inner {
                 id,
                 info,
@@ -179,8 +205,22 @@ impl<C: Connector> RaftNode<C> {
                 cluster,
                 options,
                 relay: std::sync::OnceLock::new(),
+                origin: {
+                    use openraft::AsyncRuntime;
+                    use rand::Rng;
+                    C::Runtime::thread_rng().next_u64()
+                },
+                next_seq: std::sync::atomic::AtomicU64::new(1),
+                incarnation,
             }),
-        })
+        };
+        tokio::spawn(record_incarnation(Arc::downgrade(&node.inner)));
+        Ok(node)
+    }
+
+    /// This data dir's incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.inner.incarnation
     }
 
     /// Forms a new cluster of `members` (etcd-style static bootstrap) unless this
@@ -302,6 +342,11 @@ impl<C: Connector> RaftNode<C> {
             .map_err(|s| RaftError::PeerLink(s.message().to_string()))
     }
 
+    /// Whether this node believes it leads (cheap; not confirmed by a quorum).
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow_watched().current_leader == Some(self.inner.id)
+    }
+
     fn leader(&self) -> Option<(u64, NodeInfo)> {
         let metrics = self.inner.raft.metrics().borrow_watched().clone();
         let leader = metrics.current_leader?;
@@ -313,9 +358,31 @@ impl<C: Connector> RaftNode<C> {
         Some((leader, info))
     }
 
+    /// A fresh request id of this process.
+    pub fn next_request_id(&self) -> RequestId {
+        RequestId {
+            origin: self.inner.origin,
+            seq: self
+                .inner
+                .next_seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
     /// Proposes `command` and returns its replicated outcome once committed and applied.
     /// From a follower the command is forwarded to the leader.
+    ///
+    /// The command is applied at most once: it travels with a fresh request id, so
+    /// when a forward's reply is lost (the leader died or was cut off after it
+    /// committed) the retry, with the same id, is answered with the first result.
     pub async fn propose(&self, command: Command) -> Result<Outcome, RaftError> {
+        let command = match command {
+            already @ Command::Request { .. } => already,
+            command => Command::Request {
+                id: self.next_request_id(),
+                command: Box::new(command),
+            },
+        };
         let span = tracing::debug_span!("propose", cmd = command.kind());
         match self
             .forward_or_local(ForwardRequest::Write(command))
@@ -366,6 +433,15 @@ impl<C: Connector> RaftNode<C> {
             .map(|_| ())
     }
 
+    /// Whether this node is in the membership it knows.
+    fn is_member(&self) -> bool {
+        let m = self.inner.raft.metrics().borrow_watched().clone();
+        m.membership_config
+            .membership()
+            .get_node(&self.inner.id)
+            .is_some()
+    }
+
     /// Whether the committed membership carries this node's current addresses.
     pub fn is_registered(&self) -> bool {
         let m = self.inner.raft.metrics().borrow_watched().clone();
@@ -398,7 +474,14 @@ impl<C: Connector> RaftNode<C> {
     }
 
     /// Runs `request` here if this node leads, else forwards it to the leader; retries
-    /// while there is no leader or the leader moved, until the request timeout.
+    /// until the request timeout while there is no leader or the leader moved.
+    ///
+    /// What is retried: anything the leader answered "not leader" in band (nothing
+    /// was appended), and, for reads and exactly-once writes (a `Command::Request`,
+    /// which a repeat cannot apply twice), also a request whose outcome is unknown
+    /// (the connection broke, the entry was discarded on a leader change). A plain
+    /// write or a membership change with an unknown outcome is never re-sent: the
+    /// caller gets `LeaderUnreachable` (503, outcome unknown).
     async fn forward_or_local(
         &self,
         request: ForwardRequest,
@@ -409,12 +492,24 @@ impl<C: Connector> RaftNode<C> {
             _ => self.inner.options.request_timeout,
         };
         let deadline = Instant::now() + timeout;
+        let retry_unknown = matches!(
+            request,
+            ForwardRequest::ReadIndex | ForwardRequest::Write(Command::Request { .. })
+        );
         let mut last_error = String::from("no leader elected yet");
+        // Whether an attempt may have reached a leader: then running out of time
+        // means "outcome unknown", not "not applied".
+        let mut maybe_applied = false;
         loop {
             if Instant::now() >= deadline {
-                return Err(RaftError::NoLeader(format!(
-                    "after {timeout:?}: {last_error}"
-                )));
+                return Err(if maybe_applied {
+                    RaftError::Timeout(
+                        timeout,
+                        "the leader to commit (retried with the same request id)",
+                    )
+                } else {
+                    RaftError::NoLeader(format!("after {timeout:?}: {last_error}"))
+                });
             }
             let attempt = match self.leader() {
                 Some((leader, _)) if leader == self.inner.id => {
@@ -439,6 +534,14 @@ impl<C: Connector> RaftNode<C> {
                     last_error = reason;
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
+                Err(e @ (RaftError::LeaderUnreachable(_) | RaftError::Timeout(..)))
+                    if retry_unknown =>
+                {
+                    tracing::debug!(error = %e, "outcome unknown; retrying with the same request id");
+                    maybe_applied = true;
+                    last_error = e.to_string();
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
                 other => return other,
             }
         }
@@ -455,21 +558,15 @@ impl<C: Connector> RaftNode<C> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let mut client = self.inner.network.client(&info.raft_addr);
         let rpc = self.inner.network.request(Blob { data }, remaining);
-        // The connection broke (e.g. the leader died behind a proxy that accepted
-        // the connection): a read index is safe to ask again; a write may have
-        // reached the leader, so its outcome is unknown.
-        let broken_with = |request: &ForwardRequest, message: &str| match request {
-            ForwardRequest::ReadIndex => RaftError::NoLeader(format!("leader {leader}: {message}")),
-            _ => RaftError::LeaderUnreachable(format!("leader {leader}: {message}")),
-        };
         match client.forward(rpc).await {
-            Ok(reply) => wire::decode(&reply.into_inner().data).map_err(RaftError::Wire),
+            Ok(reply) => match wire::decode(&reply.into_inner().data).map_err(RaftError::Wire)? {
+                // Answered in band: the request was not appended; safe to retry.
+                ForwardResponse::NotLeader(reason) => {
+                    Err(RaftError::NoLeader(format!("leader {leader}: {reason}")))
+                }
+                answer => Ok(answer),
+            },
             Err(status) => match status.code() {
-                // The leader moved or is unreachable before it took the request: safe to retry.
-                tonic::Code::Unavailable => Err(RaftError::NoLeader(format!(
-                    "leader {leader}: {}",
-                    status.message()
-                ))),
                 tonic::Code::DeadlineExceeded => Err(RaftError::Timeout(
                     self.inner.options.request_timeout,
                     "the leader",
@@ -478,14 +575,16 @@ impl<C: Connector> RaftNode<C> {
                     Err(RaftError::ClusterMismatch(status.message().to_string()))
                 }
                 tonic::Code::Aborted => Err(RaftError::Membership(status.message().to_string())),
-                tonic::Code::Cancelled => Err(broken_with(request, status.message())),
-                tonic::Code::Unknown | tonic::Code::Internal
-                    if status.message().contains("transport") =>
-                {
-                    Err(broken_with(request, status.message()))
-                }
-                _ => Err(RaftError::Internal(format!(
-                    "leader {leader}: {}",
+                tonic::Code::InvalidArgument => Err(RaftError::Wire(format!(
+                    "leader {leader} refused the request: {}",
+                    status.message()
+                ))),
+                // Everything else (the connection was refused or broke, HTTP/2
+                // keep-alive timed out, the leader failed inside) may have happened
+                // after the leader appended the entry: the outcome is unknown.
+                _ => Err(RaftError::LeaderUnreachable(format!(
+                    "leader {leader}: {:?}: {}",
+                    status.code(),
                     status.message()
                 ))),
             },
@@ -520,7 +619,16 @@ impl<C: Connector> RaftNode<C> {
         match request {
             ForwardRequest::Write(command) => match raft.client_write(command).await {
                 Ok(resp) => ForwardResponse::written(&resp.data).map_err(RaftError::Wire),
-                Err(e) if e.forward_to_leader().is_some() => Err(not_leader(&e)),
+                // Refused before the entry was appended: safe to send again.
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::ClientWriteError::ForwardToLeader(f),
+                )) => Err(not_leader(&f)),
+                // Appended, then discarded from this node's log on a leader change:
+                // another leader may still commit it (openraft: "commit status
+                // unknown; the application must deduplicate").
+                Err(e) if e.forward_to_leader().is_some() => Err(RaftError::LeaderUnreachable(
+                    format!("node {}: {e}", self.inner.id),
+                )),
                 Err(e) => Err(RaftError::Internal(e.to_string())),
             },
             ForwardRequest::ReadIndex => {
@@ -537,7 +645,7 @@ impl<C: Connector> RaftNode<C> {
                 // node restarted with a vote it once won believes it leads until
                 // a quorum says otherwise (found by chaos seed 57).
                 self.confirm_leadership().await?;
-                self.check_new_member(id, &info).await?;
+                let incarnation = self.check_new_member(id, &info).await?;
                 let step = |e: openraft::error::RaftError<_, _>| -> RaftError {
                     if e.forward_to_leader().is_some() {
                         not_leader(&e)
@@ -549,6 +657,18 @@ impl<C: Connector> RaftNode<C> {
                 if voters.contains(&id) {
                     return Ok(ForwardResponse::Done);
                 }
+                // The operator's replacement: this data dir is the member from now on.
+                let record = Command::RecordIncarnation {
+                    node: id,
+                    incarnation,
+                    replace: true,
+                };
+                match raft.client_write(record).await {
+                    Ok(resp) => resp
+                        .data
+                        .map_err(|r| RaftError::Membership(r.to_string()))?,
+                    Err(e) => return Err(step(e)),
+                };
                 tokio::time::timeout(
                     self.inner.options.request_timeout * 6,
                     raft.add_learner(id, info, true),
@@ -641,8 +761,8 @@ impl<C: Connector> RaftNode<C> {
     }
 
     /// Before adding a node: it must answer, have the id it is added under, and not
-    /// belong to another cluster.
-    async fn check_new_member(&self, id: u64, info: &NodeInfo) -> Result<(), RaftError> {
+    /// belong to another cluster. Returns its incarnation.
+    async fn check_new_member(&self, id: u64, info: &NodeInfo) -> Result<u64, RaftError> {
         let mut client = self.inner.network.client(&info.raft_addr);
         let rpc = self.inner.network.request(
             Blob { data: Vec::new() },
@@ -655,7 +775,7 @@ impl<C: Connector> RaftNode<C> {
                 s.message()
             ))
         })?;
-        let (their_id, their_cluster): (u64, Option<String>) =
+        let (their_id, their_cluster, their_incarnation): (u64, Option<String>, u64) =
             wire::decode(&reply.into_inner().data).map_err(RaftError::Wire)?;
         if their_id != id {
             return Err(RaftError::Membership(format!(
@@ -670,7 +790,7 @@ impl<C: Connector> RaftNode<C> {
                 )));
             }
         }
-        Ok(())
+        Ok(their_incarnation)
     }
 
     /// The cluster as this node sees it.
@@ -765,6 +885,40 @@ impl<C: Connector> RaftNode<C> {
         }
         if let Err(e) = raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// Records this node's incarnation in the replicated state once it is part of a
+/// cluster, and says loudly (every minute) when the cluster recorded another one:
+/// then this data dir was wiped or restored, and peers refuse this node until an
+/// operator replaces it. Ends when the node is dropped.
+async fn record_incarnation<C: Connector>(inner: std::sync::Weak<Inner<C>>) {
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        // Soon after start: until it is recorded, a wipe of this node goes unnoticed.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let node = RaftNode { inner };
+        let recorded = node.state().read().state.incarnation(node.id());
+        match recorded {
+            Some(r) if r == node.incarnation() => return,
+            Some(r) if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) => {
+                tracing::error!("{}", wire::wiped_member(node.id(), node.incarnation(), r));
+                last_warning = Some(Instant::now());
+            }
+            Some(_) => {}
+            None if node.leader().is_some() && node.is_member() => {
+                let record = Command::RecordIncarnation {
+                    node: node.id(),
+                    incarnation: node.incarnation(),
+                    replace: false,
+                };
+                if let Err(e) = node.propose(record).await {
+                    tracing::debug!(error = %e, "incarnation not recorded yet, will retry");
+                }
+            }
+            None => {}
         }
     }
 }

@@ -59,6 +59,16 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<Blob>, Status> {
         .map_err(Status::internal)
 }
 
+/// A Raft answer, stamped with this node's incarnation so the asker can refuse it
+/// if this data dir is not the one the cluster recorded.
+fn raft_reply<T: serde::Serialize>(value: &T, incarnation: u64) -> Result<Response<Blob>, Status> {
+    let mut response = reply(value)?;
+    if let Ok(v) = format!("{incarnation:016x}").parse() {
+        response.metadata_mut().insert(wire::INCARNATION_HEADER, v);
+    }
+    Ok(response)
+}
+
 impl<C: Connector> Service<C> {
     /// Refuses messages from another cluster; a pristine node adopts the sender's id.
     fn check_cluster<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -70,7 +80,23 @@ impl<C: Connector> Service<C> {
         self.node.cluster().adopt(theirs).map_err(|e| {
             tracing::warn!(error = %e, "refused a peer from another cluster");
             Status::failed_precondition(e)
-        })
+        })?;
+        // A member whose data dir was wiped or restored may have forgotten votes
+        // and entries it acknowledged: it is not heard until it is replaced.
+        let header = |name| request.metadata().get(name).and_then(|v| v.to_str().ok());
+        let from = header(wire::FROM_HEADER).and_then(|v| v.parse::<u64>().ok());
+        let presented =
+            header(wire::INCARNATION_HEADER).and_then(|v| u64::from_str_radix(v, 16).ok());
+        if let (Some(from), Some(presented)) = (from, presented) {
+            if let Some(recorded) = self.node.state().read().state.incarnation(from) {
+                if recorded != presented {
+                    let e = wire::wiped_member(from, presented, recorded);
+                    tracing::debug!("refused: {e}");
+                    return Err(Status::failed_precondition(e));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -86,7 +112,7 @@ impl<C: Connector> RaftService for Service<C> {
             .append_entries(rpc)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        reply(&resp)
+        raft_reply(&resp, self.node.incarnation())
     }
 
     async fn vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
@@ -99,7 +125,7 @@ impl<C: Connector> RaftService for Service<C> {
             .vote(rpc)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        reply(&resp)
+        raft_reply(&resp, self.node.incarnation())
     }
 
     async fn pre_vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
@@ -112,7 +138,7 @@ impl<C: Connector> RaftService for Service<C> {
             .pre_vote(rpc)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        reply(&resp)
+        raft_reply(&resp, self.node.incarnation())
     }
 
     async fn transfer_leader(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
@@ -125,7 +151,7 @@ impl<C: Connector> RaftService for Service<C> {
             .handle_transfer_leader(rpc)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        reply(&resp)
+        raft_reply(&resp, self.node.incarnation())
     }
 
     async fn install_snapshot(
@@ -149,21 +175,23 @@ impl<C: Connector> RaftService for Service<C> {
             .install_full_snapshot(vote, snapshot)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        reply(&resp)
+        raft_reply(&resp, self.node.incarnation())
     }
 
     async fn forward(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.check_cluster(&request)?;
         let forwarded: ForwardRequest = wire::decode(&request.into_inner().data).map_err(bad)?;
-        let response = self.node.serve_forwarded(forwarded).await.map_err(|e| {
-            // "Not the leader" must be told apart: the sender retries those.
-            match e {
-                crate::RaftError::NoLeader(m) => Status::unavailable(m),
-                crate::RaftError::Timeout(..) => Status::deadline_exceeded(e.to_string()),
-                crate::RaftError::ClusterMismatch(m) => Status::failed_precondition(m),
-                crate::RaftError::Membership(m) => Status::aborted(m),
-                other => Status::internal(other.to_string()),
-            }
+        let response = match self.node.serve_forwarded(forwarded).await {
+            // "Not the leader, nothing appended" travels in band: the sender
+            // retries those, and only those, without a request id.
+            Err(crate::RaftError::NoLeader(m)) => Ok(ForwardResponse::NotLeader(m)),
+            other => other,
+        };
+        let response = response.map_err(|e| match e {
+            crate::RaftError::Timeout(..) => Status::deadline_exceeded(e.to_string()),
+            crate::RaftError::ClusterMismatch(m) => Status::failed_precondition(m),
+            crate::RaftError::Membership(m) => Status::aborted(m),
+            other => Status::internal(other.to_string()),
         })?;
         reply::<ForwardResponse>(&response)
     }
@@ -196,6 +224,10 @@ impl<C: Connector> RaftService for Service<C> {
 
     async fn hello(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
         // Unauthenticated on purpose: a leader asks a node that has no cluster yet.
-        reply(&(self.node.id(), self.node.cluster().get()))
+        reply(&(
+            self.node.id(),
+            self.node.cluster().get(),
+            self.node.incarnation(),
+        ))
     }
 }

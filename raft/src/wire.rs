@@ -44,6 +44,10 @@ pub enum ForwardResponse {
     ReadIndex(u64),
     /// A membership change finished.
     Done,
+    /// The node asked is not the leader and appended nothing: safe to retry
+    /// elsewhere. In band, so a sender tells it apart from a broken connection
+    /// (after which a write's outcome is unknown).
+    NotLeader(String),
 }
 
 impl ForwardResponse {
@@ -69,3 +73,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 pub const CLUSTER_HEADER: &str = "x-fleetcore-cluster";
 /// gRPC metadata key carrying the sender's node id.
 pub const FROM_HEADER: &str = "x-fleetcore-from";
+/// gRPC metadata key carrying the sender's (or, on a reply, the answering
+/// node's) data-dir incarnation, in hex.
+pub const INCARNATION_HEADER: &str = "x-fleetcore-incarnation";
+
+/// What a member must do when its data dir is not the one the cluster recorded.
+pub fn wiped_member(node: u64, presented: u64, recorded: u64) -> String {
+    format!(
+        "node {node} presents data-dir incarnation {presented:016x} but the cluster recorded \
+         {recorded:016x}: its data dir was wiped or restored from a backup, so it may not vote \
+         or acknowledge entries (it could have forgotten what it promised). Replace it: \
+         `fleetcore cluster remove --id {node}`, then start it with `--join <a member's HTTP URL>`"
+    )
+}

@@ -20,8 +20,16 @@ pub const CF_THING_GROUPS: &str = "thing_groups";
 /// Retained MQTT messages, key = topic.
 pub const CF_RETAINED: &str = "retained";
 
+/// The exactly-once table: `r` + origin + sequence (big-endian) for a request,
+/// `o` + origin for what is remembered of an origin.
+pub const CF_REQUESTS: &str = "requests";
+
+/// Each member's data-dir incarnation as the cluster recorded it: `i` + node id
+/// (big-endian).
+pub const CF_NODES: &str = "nodes";
+
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 8] = [
+pub const ALL_CFS: [&str; 10] = [
     CF_LOG,
     CF_RAFT_META,
     CF_SM_META,
@@ -30,15 +38,19 @@ pub const ALL_CFS: [&str; 8] = [
     CF_THING_TYPES,
     CF_THING_GROUPS,
     CF_RETAINED,
+    CF_REQUESTS,
+    CF_NODES,
 ];
 
 /// The state column families (cleared and refilled by a snapshot install).
-pub const STATE_CFS: [&str; 5] = [
+pub const STATE_CFS: [&str; 7] = [
     CF_THINGS,
     CF_SHADOWS,
     CF_THING_TYPES,
     CF_THING_GROUPS,
     CF_RETAINED,
+    CF_REQUESTS,
+    CF_NODES,
 ];
 
 /// Keys in [`CF_RAFT_META`].
@@ -49,6 +61,8 @@ pub const META_LAST_PURGED: &[u8] = b"last_purged";
 pub const META_CLUSTER_ID: &[u8] = b"cluster_id";
 /// The node id this data belongs to, in [`CF_RAFT_META`].
 pub const META_NODE_ID: &[u8] = b"node_id";
+/// This data dir's incarnation, in [`CF_RAFT_META`].
+pub const META_INCARNATION: &[u8] = b"incarnation";
 /// Keys in [`CF_SM_META`].
 pub const SM_LAST_APPLIED: &[u8] = b"last_applied";
 /// Keys in [`CF_SM_META`].
@@ -78,5 +92,24 @@ pub fn state_key(key: &fleetcore_model::StateKey) -> (&'static str, Vec<u8>) {
         fleetcore_model::StateKey::ThingType(name) => (CF_THING_TYPES, name.as_bytes().to_vec()),
         fleetcore_model::StateKey::ThingGroup(name) => (CF_THING_GROUPS, name.as_bytes().to_vec()),
         fleetcore_model::StateKey::Retained(topic) => (CF_RETAINED, topic.as_bytes().to_vec()),
+        fleetcore_model::StateKey::Request(id) => {
+            let mut bytes = Vec::with_capacity(17);
+            bytes.push(b'r');
+            bytes.extend_from_slice(&id.origin.to_be_bytes());
+            bytes.extend_from_slice(&id.seq.to_be_bytes());
+            (CF_REQUESTS, bytes)
+        }
+        fleetcore_model::StateKey::Incarnation(node) => {
+            let mut bytes = Vec::with_capacity(9);
+            bytes.push(b'i');
+            bytes.extend_from_slice(&node.to_be_bytes());
+            (CF_NODES, bytes)
+        }
+        fleetcore_model::StateKey::RequestOrigin(origin) => {
+            let mut bytes = Vec::with_capacity(9);
+            bytes.push(b'o');
+            bytes.extend_from_slice(&origin.to_be_bytes());
+            (CF_REQUESTS, bytes)
+        }
     }
 }

@@ -130,6 +130,27 @@ impl LogStore {
         self.db.flush_wal(true).map_err(StorageError::Rocks)
     }
 
+    /// This data dir's incarnation: a random number drawn when it first opened,
+    /// so a wiped or restored data dir is told apart from the one the cluster
+    /// knows under the same node id.
+    pub fn incarnation(&self) -> Result<Option<u64>, StorageError> {
+        self.get_meta(keys::META_INCARNATION)
+            .map_err(|e| StorageError::Io {
+                what: "read incarnation".into(),
+                source: e,
+            })
+    }
+
+    /// Records the incarnation (durably).
+    pub fn set_incarnation(&self, incarnation: u64) -> Result<(), StorageError> {
+        self.put_meta(keys::META_INCARNATION, &incarnation)
+            .map_err(|e| StorageError::Io {
+                what: "write incarnation".into(),
+                source: e,
+            })?;
+        self.db.flush_wal(true).map_err(StorageError::Rocks)
+    }
+
     /// Whether the log holds anything at all (a pristine node has no vote and no entries).
     pub fn is_pristine(&self) -> Result<bool, StorageError> {
         let cf = self

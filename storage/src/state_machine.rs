@@ -3,6 +3,7 @@
 //! `last_applied` and the membership in one `WriteBatch`, so a crash never leaves
 //! them apart. On open, the state is loaded back from the column families.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -16,7 +17,7 @@ use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use fleetcore_model::{Applied, State, StateRecord};
+use fleetcore_model::{Applied, State, StateKey, StateRecord};
 
 use crate::codec;
 use crate::error::StorageError;
@@ -33,6 +34,72 @@ pub struct AppliedState {
     pub last_applied: Option<LogIdOf<TypeConfig>>,
     /// The last applied membership.
     pub membership: StoredMembershipOf<TypeConfig>,
+    /// The state's digest, kept up to date as records change.
+    digest: RecordDigest,
+}
+
+/// A digest of a set of records, updated per record: the sum (mod 2^256) of the
+/// SHA-256 of every record's stored bytes. Equal sets give equal digests whatever
+/// the order they were built in, and reading it costs nothing, so
+/// `/cluster/status` never walks the state under the lock that apply needs.
+/// (An additive hash is no defence against crafted collisions; it compares
+/// replicas, it authenticates nothing.)
+#[derive(Debug, Default)]
+struct RecordDigest {
+    by_key: BTreeMap<StateKey, [u8; 32]>,
+    sum: [u64; 4],
+}
+
+impl RecordDigest {
+    fn limbs(hash: &[u8; 32]) -> [u64; 4] {
+        let mut out = [0u64; 4];
+        for (limb, chunk) in out.iter_mut().zip(hash.chunks_exact(8)) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(chunk);
+            *limb = u64::from_le_bytes(bytes);
+        }
+        out
+    }
+
+    fn add(&mut self, hash: &[u8; 32], negate: bool) {
+        let mut limbs = Self::limbs(hash);
+        if negate {
+            // Two's complement over 256 bits: invert, add one.
+            let mut carry = true;
+            for limb in &mut limbs {
+                let (v, c) = (!*limb).overflowing_add(u64::from(carry));
+                *limb = v;
+                carry = c;
+            }
+        }
+        let mut carry = false;
+        for (acc, limb) in self.sum.iter_mut().zip(limbs) {
+            let (v, c1) = acc.overflowing_add(limb);
+            let (v, c2) = v.overflowing_add(u64::from(carry));
+            *acc = v;
+            carry = c1 || c2;
+        }
+    }
+
+    /// Record `key` now stores `bytes` (its stored encoding), or nothing.
+    fn set(&mut self, key: StateKey, bytes: Option<&[u8]>) {
+        if let Some(old) = self.by_key.remove(&key) {
+            self.add(&old, true);
+        }
+        if let Some(bytes) = bytes {
+            let hash: [u8; 32] = Sha256::digest(bytes).into();
+            self.add(&hash, false);
+            self.by_key.insert(key, hash);
+        }
+    }
+
+    fn hex(&self) -> String {
+        let mut bytes = Vec::with_capacity(32);
+        for limb in self.sum.iter().rev() {
+            bytes.extend_from_slice(&limb.to_be_bytes());
+        }
+        hex::encode(bytes)
+    }
 }
 
 /// A read handle on the applied state, for local (non-linearizable or post-read-index) reads.
@@ -53,18 +120,21 @@ impl SharedState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// SHA-256 of every record in key order: equal on replicas that applied the same log.
+    /// The digest of every record (see [`RecordDigest`]): equal on replicas that
+    /// applied the same log. Kept as records change, so reading it is O(1).
     pub fn digest(&self) -> String {
+        self.read().digest.hex()
+    }
+
+    /// The digest recomputed from every record (slow; for tests of the kept one).
+    pub fn digest_recomputed(&self) -> Result<String, StorageError> {
         let guard = self.read();
-        let mut hasher = Sha256::new();
+        let mut digest = RecordDigest::default();
         for record in guard.state.records() {
-            // Records are plain data; JSON of BTreeMaps is canonical.
-            if let Ok(bytes) = serde_json::to_vec(&record) {
-                hasher.update(&bytes);
-            }
-            hasher.update([0xff]);
+            let bytes = codec::encode_json("state record", &record)?;
+            digest.set(record.key(), Some(&bytes));
         }
-        hex::encode(hasher.finalize())
+        Ok(digest.hex())
     }
 }
 
@@ -119,6 +189,10 @@ impl StateMachineStore {
                 for item in db.iterator_cf(handle, IteratorMode::Start) {
                     let (key, value) = item?;
                     let record: StateRecord = codec::decode_json("state record", &key, &value)?;
+                    // Re-encoded rather than the stored bytes, so a digest does not
+                    // depend on which version wrote a record.
+                    let bytes = codec::encode_json("state record", &record)?;
+                    applied.digest.set(record.key(), Some(&bytes));
                     let (expect_cf, expect_key) = keys::state_key(&record.key());
                     if expect_cf != name || expect_key.as_slice() != &*key {
                         return Err(StorageError::Corrupt {
@@ -235,12 +309,15 @@ impl<RT: AsyncRuntime> RaftStateMachine<Types<RT>> for StateMachineStore {
                             let (cf_name, key_bytes) = keys::state_key(&key);
                             let handle = cf(&self.db, cf_name)?;
                             match applied.state.get(&key) {
-                                Some(record) => batch.put_cf(
-                                    handle,
-                                    key_bytes,
-                                    codec::encode_json("state record", &record)?,
-                                ),
-                                None => batch.delete_cf(handle, key_bytes),
+                                Some(record) => {
+                                    let bytes = codec::encode_json("state record", &record)?;
+                                    applied.digest.set(key, Some(&bytes));
+                                    batch.put_cf(handle, key_bytes, bytes);
+                                }
+                                None => {
+                                    applied.digest.set(key, None);
+                                    batch.delete_cf(handle, key_bytes);
+                                }
                             }
                         }
                         outcome
@@ -293,6 +370,7 @@ impl<RT: AsyncRuntime> RaftStateMachine<Types<RT>> for StateMachineStore {
     ) -> Result<(), io::Error> {
         let body: SnapshotBody = codec::decode_json("snapshot", b"install", &snapshot)?;
         let mut state = State::default();
+        let mut digest = RecordDigest::default();
         let mut batch = WriteBatch::default();
         for name in keys::STATE_CFS {
             let handle = cf(&self.db, name)?;
@@ -302,11 +380,9 @@ impl<RT: AsyncRuntime> RaftStateMachine<Types<RT>> for StateMachineStore {
         }
         for record in &body.records {
             let (cf_name, key) = keys::state_key(&record.key());
-            batch.put_cf(
-                cf(&self.db, cf_name)?,
-                key,
-                codec::encode_json("state record", record)?,
-            );
+            let bytes = codec::encode_json("state record", record)?;
+            digest.set(record.key(), Some(&bytes));
+            batch.put_cf(cf(&self.db, cf_name)?, key, bytes);
             state.insert(record.clone());
         }
         let meta_cf = cf(&self.db, keys::CF_SM_META)?;
@@ -335,6 +411,7 @@ impl<RT: AsyncRuntime> RaftStateMachine<Types<RT>> for StateMachineStore {
         .await?;
         let mut applied = self.shared.write();
         applied.state = state;
+        applied.digest = digest;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");

@@ -160,7 +160,9 @@ async fn leader_kill_fails_over_without_losing_acknowledged_writes() -> anyhow::
 }
 
 /// What: a follower that was down catches up from the log after a restart; one whose
-/// data dir was wiped catches up from a snapshot (the log before it is purged).
+/// data dir was wiped is refused (it may have forgotten what it acknowledged) until
+/// the operator removes it and adds it back, then it catches up from a snapshot
+/// (the log before it is purged).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_node_catches_up_from_log_and_wiped_node_from_snapshot() -> anyhow::Result<()> {
     let _serial = serial().await;
@@ -210,6 +212,38 @@ async fn restarted_node_catches_up_from_log_and_wiped_node_from_snapshot() -> an
     .await?;
     assert!(purged > 0);
     c.node_mut(lagging).start()?;
+    // Its new data dir is not the one the cluster recorded: refused, with the remedy.
+    eventually("the wiped node to be refused", CATCH_UP, || async {
+        let said = |id: u64| c.node(id).log().contains("wiped or restored from a backup");
+        (said(leader) || said(lagging)).then_some(())
+    })
+    .await
+    .map_err(|e| e.context(c.logs()))?;
+    assert!(
+        c.logs()
+            .contains(&format!("fleetcore cluster remove --id {lagging}")),
+        "the refusal names the remedy:\n{}",
+        c.logs()
+    );
+    // The operator replaces it: remove, then add back (this records its new data dir).
+    let r = c
+        .http
+        .delete(format!(
+            "{}/cluster/members/{lagging}",
+            c.node(leader).url()
+        ))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    let node = c.node(lagging);
+    let body = json!({"id": lagging, "raft_addr": node.raft_addr, "http_addr": node.http_addr});
+    let r = c
+        .http
+        .post(format!("{}/cluster/members", c.node(leader).url()))
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
     c.converged(&[1, 2, 3], CATCH_UP)
         .await
         .map_err(|e| e.context(c.logs()))?;

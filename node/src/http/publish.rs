@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::AwsQuery;
 use crate::error::ApiError;
-use crate::mqtt::codec::{Message, MessageProps, Qos};
+use crate::mqtt::codec::{AckCode, Message, MessageProps, Qos};
 use crate::mqtt::topic;
 use crate::service::Service;
 
@@ -60,11 +60,21 @@ pub(crate) async fn publish<C: Connector>(
     }
     if message.retain {
         if let Some(store) = broker.retained() {
-            store.store(message.clone()).await.map_err(|e| ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                kind: "ServiceUnavailableException",
-                message: format!("retained message not stored: {e}"),
-            })?;
+            store
+                .store(message.clone())
+                .await
+                .map_err(|(code, reason)| match code {
+                    AckCode::QuotaExceeded => ApiError {
+                        status: StatusCode::GONE,
+                        kind: "LimitExceededException",
+                        message: format!("retained message not stored: {reason}"),
+                    },
+                    _ => ApiError {
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        kind: "ServiceUnavailableException",
+                        message: format!("retained message not stored: {reason}"),
+                    },
+                })?;
         }
     }
     broker.publish(message, None);

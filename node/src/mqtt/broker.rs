@@ -333,16 +333,20 @@ pub trait ReservedTopics: Send + Sync {
     fn handle(&self, client_id: &str, message: Message);
 }
 
+/// What storing a retained message resolves to: done, or the reason code and the
+/// reason why not.
+pub type StoreFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), (super::codec::AckCode, String)>> + Send>,
+>;
+
 /// Retained messages: replicated state, read locally.
 pub trait RetainedStore: Send + Sync {
     /// Retained messages whose topic matches `filter`.
     fn matching(&self, filter: &str) -> Vec<Message>;
     /// Stores (or, with an empty payload, clears) the retained message of a
-    /// topic; resolves once it is committed.
-    fn store(
-        &self,
-        message: Message,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+    /// topic; resolves once it is committed, or with the reason code and the
+    /// reason why not (`QuotaExceeded` when a quota is full).
+    fn store(&self, message: Message) -> StoreFuture;
 }
 
 struct Inner {

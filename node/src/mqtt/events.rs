@@ -166,7 +166,12 @@ impl RegistryChange {
                 group: group.clone(),
                 thing: thing.clone(),
             },
-            C::UpdateShadow { .. } | C::DeleteShadow { .. } | C::SetRetained(_) => return None,
+            C::Request { command, .. } => return Self::of(command, state),
+            C::UpdateShadow { .. }
+            | C::DeleteShadow { .. }
+            | C::SetRetained(_)
+            | C::ExpireRetained { .. }
+            | C::RecordIncarnation { .. } => return None,
         })
     }
 }

@@ -2,16 +2,15 @@
 //! `SetRetained` command; late subscribers on any node get it from the local
 //! copy of the state.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fleetcore_model::limits::RETAINED_ON_SUBSCRIBE_MAX;
 use fleetcore_model::{Command, RetainedMessage};
 use fleetcore_raft::Connector;
 
-use super::broker::RetainedStore;
-use super::codec::{Message, MessageProps, Qos};
+use super::broker::{RetainedStore, StoreFuture};
+use super::codec::{AckCode, Message, MessageProps, Qos};
 use super::topic;
 use crate::service::Service;
 
@@ -27,35 +26,50 @@ impl<C: Connector> RaftRetained<C> {
     }
 }
 
+/// Retained messages looked at per hold of the state lock: apply (which needs the
+/// lock to write) waits at most one page, however many messages are stored.
+const SCAN_PAGE: usize = 512;
+
 impl<C: Connector> RetainedStore for RaftRetained<C> {
     fn matching(&self, filter: &str) -> Vec<Message> {
         let now = self.service.now_ms();
-        let applied = self.service.node().state().read();
-        applied
-            .state
-            .retained()
-            .filter(|m| m.is_live(now) && topic::matches(filter, &m.topic))
-            .map(|m| Message {
-                topic: m.topic.clone(),
-                payload: Bytes::from(m.payload.clone()),
-                qos: Qos::from_u8(m.qos).unwrap_or(Qos::AtMostOnce),
-                retain: true,
-                props: MessageProps {
-                    payload_format: m.payload_format,
-                    message_expiry: m.expires_at_ms.map(|at| {
-                        let left = Duration::from_millis(at.saturating_sub(now)).as_secs();
-                        u32::try_from(left.max(1)).unwrap_or(u32::MAX)
-                    }),
-                    content_type: m.content_type.clone(),
-                    response_topic: m.response_topic.clone(),
-                    correlation_data: m.correlation_data.as_ref().map(|c| Bytes::from(c.clone())),
-                    user: m.user.clone(),
-                },
-            })
-            .collect()
+        // Only topics that start with the filter's literal part can match.
+        let prefix = filter
+            .find(['+', '#'])
+            .map_or(filter, |wildcard| &filter[..wildcard]);
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let applied = self.service.node().state().read();
+            let mut scanned = 0;
+            for m in applied
+                .state
+                .retained_with_prefix(prefix, after.as_deref())
+                .take(SCAN_PAGE)
+            {
+                scanned += 1;
+                after = Some(m.topic.clone());
+                if m.is_live(now) && topic::matches(filter, &m.topic) {
+                    out.push(message(m, now));
+                }
+            }
+            drop(applied);
+            if scanned < SCAN_PAGE {
+                return out;
+            }
+            if out.len() >= RETAINED_ON_SUBSCRIBE_MAX {
+                tracing::warn!(
+                    filter,
+                    sent = out.len(),
+                    "more retained messages match than one subscribe delivers"
+                );
+                out.truncate(RETAINED_ON_SUBSCRIBE_MAX);
+                return out;
+            }
+        }
     }
 
-    fn store(&self, message: Message) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+    fn store(&self, message: Message) -> StoreFuture {
         let service = self.service.clone();
         Box::pin(async move {
             let now = service.now_ms();
@@ -78,7 +92,36 @@ impl<C: Connector> RetainedStore for RaftRetained<C> {
                 .propose(Command::SetRetained(retained))
                 .await
                 .map(|_| ())
-                .map_err(|e| e.message)
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "retained message not stored");
+                    let code = match e.status.as_u16() {
+                        // LimitExceeded (a full quota) or Throttling (writes in flight).
+                        410 | 429 => AckCode::QuotaExceeded,
+                        _ => AckCode::Unspecified,
+                    };
+                    (code, e.to_string())
+                })
         })
+    }
+}
+
+/// A stored retained message as the broker delivers it.
+fn message(m: &RetainedMessage, now: u64) -> Message {
+    Message {
+        topic: m.topic.clone(),
+        payload: Bytes::from(m.payload.clone()),
+        qos: Qos::from_u8(m.qos).unwrap_or(Qos::AtMostOnce),
+        retain: true,
+        props: MessageProps {
+            payload_format: m.payload_format,
+            message_expiry: m.expires_at_ms.map(|at| {
+                let left = Duration::from_millis(at.saturating_sub(now)).as_secs();
+                u32::try_from(left.max(1)).unwrap_or(u32::MAX)
+            }),
+            content_type: m.content_type.clone(),
+            response_topic: m.response_topic.clone(),
+            correlation_data: m.correlation_data.as_ref().map(|c| Bytes::from(c.clone())),
+            user: m.user.clone(),
+        },
     }
 }

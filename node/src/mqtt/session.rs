@@ -763,10 +763,7 @@ impl Connection {
         tokio::spawn(async move {
             let code = match fut.await {
                 Ok(()) => AckCode::Success,
-                Err(e) => {
-                    tracing::warn!(error = %e, "retained message not stored");
-                    AckCode::Unspecified
-                }
+                Err((code, _)) => code,
             };
             let ack = match qos {
                 Qos::AtMostOnce => return,

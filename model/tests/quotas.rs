@@ -1,0 +1,111 @@
+//! Quotas on replicated state: a full quota refuses with AWS's error, naming the
+//! quota and its value, and changes nothing; expired retained messages leave
+//! through the leader's `ExpireRetained`, judged by the time in the command.
+
+use fleetcore_model::limits::{
+    NAMED_SHADOWS_PER_THING_MAX, RETAINED_BYTES_MAX, RETAINED_MESSAGES_MAX,
+};
+use fleetcore_model::{Command, Rejection, RetainedMessage, ShadowKey, State};
+
+fn retained(topic: &str, payload: Vec<u8>, expires_at_ms: Option<u64>) -> Command {
+    Command::SetRetained(RetainedMessage {
+        topic: topic.into(),
+        payload,
+        qos: 1,
+        payload_format: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        user: Vec::new(),
+        stored_at_ms: 0,
+        expires_at_ms,
+    })
+}
+
+#[test]
+fn retained_messages_are_bounded_in_count() {
+    let mut s = State::default();
+    for i in 0..RETAINED_MESSAGES_MAX {
+        assert!(s.apply(&retained(&format!("t/{i}"), vec![1], None)).is_ok());
+    }
+    let full = s.apply(&retained("t/one-more", vec![1], None));
+    match full {
+        Err(Rejection::LimitExceeded { what, limit }) => {
+            assert!(what.contains("retained messages"), "{what}");
+            assert_eq!(limit, RETAINED_MESSAGES_MAX as u64);
+        }
+        other => panic!("expected LimitExceeded, got {other:?}"),
+    }
+    // Replacing or clearing an existing topic still works at the limit.
+    assert!(s.apply(&retained("t/0", vec![2, 2], None)).is_ok());
+    assert!(s.apply(&retained("t/1", Vec::new(), None)).is_ok());
+    assert!(s.apply(&retained("t/one-more", vec![1], None)).is_ok());
+    assert_eq!(s.retained_usage().0, RETAINED_MESSAGES_MAX);
+}
+
+#[test]
+fn retained_messages_are_bounded_in_bytes() {
+    let mut s = State::default();
+    let big = 200 * 1024;
+    let fits = RETAINED_BYTES_MAX / (big + 8);
+    for i in 0..fits {
+        assert!(s
+            .apply(&retained(&format!("b/{i:05}"), vec![7; big], None))
+            .is_ok());
+    }
+    let refused = s.apply(&retained("b/over", vec![7; big], None));
+    assert!(
+        matches!(&refused, Err(Rejection::LimitExceeded { what, .. }) if what.contains("bytes")),
+        "{refused:?}"
+    );
+    // Clearing frees the bytes.
+    assert!(s.apply(&retained("b/00000", Vec::new(), None)).is_ok());
+    assert!(s.apply(&retained("b/over", vec![7; big], None)).is_ok());
+}
+
+#[test]
+fn expired_retained_messages_are_removed_by_the_leaders_command() {
+    let mut s = State::default();
+    assert!(s.apply(&retained("e/short", vec![1], Some(1_000))).is_ok());
+    assert!(s.apply(&retained("e/long", vec![1], Some(9_000))).is_ok());
+    assert!(s.apply(&retained("e/never", vec![1], None)).is_ok());
+    let (expired, more) = s.expired_retained(5_000, None, 100);
+    assert_eq!(expired, vec!["e/short".to_string()]);
+    assert_eq!(more, None);
+    // Judged by the command's time: "e/long" is not expired at 5 s, even if named.
+    let sweep = Command::ExpireRetained {
+        topics: vec!["e/short".into(), "e/long".into()],
+        at_ms: 5_000,
+    };
+    assert!(s.apply(&sweep).is_ok());
+    let left: Vec<&str> = s.retained().map(|m| m.topic.as_str()).collect();
+    assert_eq!(left, vec!["e/long", "e/never"]);
+    let bytes = "e/long".len() + 1 + "e/never".len() + 1;
+    assert_eq!(s.retained_usage(), (2, bytes));
+}
+
+#[test]
+fn named_shadows_per_thing_are_bounded() {
+    let mut s = State::default();
+    let update = |name: &str| Command::UpdateShadow {
+        key: ShadowKey::named("lamp", name),
+        request: r#"{"state":{"reported":{"on":true}}}"#.into(),
+        at_ms: 0,
+    };
+    for i in 0..NAMED_SHADOWS_PER_THING_MAX {
+        assert!(s.apply(&update(&format!("s{i}"))).is_ok());
+    }
+    let refused = s.apply(&update("one-more"));
+    assert!(
+        matches!(&refused, Err(Rejection::LimitExceeded { limit, .. }) if *limit == NAMED_SHADOWS_PER_THING_MAX as u64),
+        "{refused:?}"
+    );
+    // Existing ones still update; the classic shadow does not count.
+    assert!(s.apply(&update("s0")).is_ok());
+    let classic = Command::UpdateShadow {
+        key: ShadowKey::classic("lamp"),
+        request: r#"{"state":{"reported":{"on":true}}}"#.into(),
+        at_ms: 0,
+    };
+    assert!(s.apply(&classic).is_ok());
+}
