@@ -71,6 +71,9 @@ pub struct MemberStatus {
     pub matched_index: Option<u64>,
     /// How far behind the leader's last log index it is, when known.
     pub lag: Option<u64>,
+    /// Its data dir's incarnation (hex) as the applied state recorded it; null
+    /// until recorded, and until then a wipe of this member goes unnoticed.
+    pub incarnation: Option<String>,
 }
 
 /// The cluster as one node sees it.
@@ -799,6 +802,7 @@ impl<C: Connector> RaftNode<C> {
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let last = m.last_log_index.unwrap_or(0);
+        let state = self.inner.state.read();
         let members = membership
             .nodes()
             .map(|(id, info)| {
@@ -822,9 +826,11 @@ impl<C: Connector> RaftNode<C> {
                     .into(),
                     matched_index: matched,
                     lag: matched.map(|x| last.saturating_sub(x)),
+                    incarnation: state.state.incarnation(*id).map(|i| format!("{i:016x}")),
                 }
             })
             .collect();
+        drop(state);
         ClusterStatus {
             cluster_id: self.inner.cluster.get(),
             node_id: m.id,

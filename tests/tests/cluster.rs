@@ -191,6 +191,21 @@ async fn restarted_node_catches_up_from_log_and_wiped_node_from_snapshot() -> an
     .await
     .map_err(|e| e.context(c.logs()))?;
 
+    // A wipe is recognised once the cluster has recorded the node's data dir
+    // (shortly after it first joins; the README names the window before).
+    eventually(
+        "the cluster to record the node's data dir",
+        CATCH_UP,
+        || async {
+            let status = c.status(leader).await?;
+            let members = status["members"].as_array()?;
+            let member = members.iter().find(|m| m["id"] == lagging)?;
+            member["incarnation"].as_str().map(|_| ())
+        },
+    )
+    .await
+    .map_err(|e| e.context(c.logs()))?;
+
     // Wiped: enough writes that the leader snapshots and purges what the node would need.
     c.node_mut(lagging).kill();
     std::fs::remove_dir_all(&c.node(lagging).data_dir)?;

@@ -107,6 +107,7 @@ pub(crate) async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                             "state": own.as_ref().map(|o| o.state.clone()),
                             "applied_index": own.as_ref().and_then(|o| o.applied_index),
                             "matched_index": m.matched_index, "lag": m.lag,
+                            "incarnation": m.incarnation,
                         })
                     })
                     .collect();
@@ -133,15 +134,15 @@ pub(crate) async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             );
             println!();
             println!(
-                "{:<4} {:<8} {:<10} {:<22} {:<22} {:>8} {:>6}",
-                "ID", "ROLE", "STATE", "RAFT", "HTTP", "APPLIED", "LAG"
+                "{:<4} {:<8} {:<10} {:<22} {:<22} {:>8} {:>6}  {:<16}",
+                "ID", "ROLE", "STATE", "RAFT", "HTTP", "APPLIED", "LAG", "INCARNATION"
             );
             let last = status.committed_index.unwrap_or(0);
             for (m, own) in rows {
                 let applied = own.as_ref().and_then(|o| o.applied_index);
                 let lag = m.lag.or(applied.map(|a| last.saturating_sub(a)));
                 println!(
-                    "{:<4} {:<8} {:<10} {:<22} {:<22} {:>8} {:>6}",
+                    "{:<4} {:<8} {:<10} {:<22} {:<22} {:>8} {:>6}  {:<16}",
                     m.id,
                     m.role,
                     own.as_ref()
@@ -154,6 +155,7 @@ pub(crate) async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                     },
                     applied.map_or("-".into(), |a| a.to_string()),
                     lag.map_or("-".into(), |l| l.to_string()),
+                    m.incarnation.as_deref().unwrap_or("not recorded"),
                 );
             }
             Ok(())
