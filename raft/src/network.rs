@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use openraft::AnyError;
 use tonic::transport::{Channel, Endpoint};
 
 use fleetcore_storage::state_machine::SharedState;
-use fleetcore_storage::{LogStore, NodeInfo, Types};
+use fleetcore_storage::{LogStore, NodeInfo, SnapshotFile, StorageOptions, Types};
 
 use crate::pb::raft_service_client::RaftServiceClient;
 use crate::pb::Blob;
@@ -28,6 +29,12 @@ use crate::wire;
 
 /// Snapshot bytes go out in chunks of this size.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 512 * 1024;
+/// A snapshot transfer that moves no byte for this long is abandoned (openraft
+/// retries it); a large one that keeps moving is never cut off by a deadline.
+pub const SNAPSHOT_STALL: Duration = Duration::from_secs(30);
+/// Once every byte is sent, the receiver has this long, plus a second per MiB, to
+/// check and install the snapshot and answer.
+pub const SNAPSHOT_INSTALL_BASE: Duration = Duration::from_secs(60);
 /// Largest gRPC message a node accepts (a large append batch).
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
@@ -83,6 +90,8 @@ pub struct Network<C: Connector> {
     state: SharedState,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     rpc_timeout: Duration,
+    /// How file reads run (see `StorageOptions::inline_io`).
+    storage: StorageOptions,
 }
 
 impl<C: Connector> Network<C> {
@@ -95,6 +104,7 @@ impl<C: Connector> Network<C> {
         incarnation: u64,
         state: SharedState,
         rpc_timeout: Duration,
+        storage: StorageOptions,
     ) -> Self {
         Network {
             connector,
@@ -104,6 +114,7 @@ impl<C: Connector> Network<C> {
             state,
             channels: Arc::default(),
             rpc_timeout,
+            storage,
         }
     }
 
@@ -160,10 +171,16 @@ impl<C: Connector> Network<C> {
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
     }
 
-    /// Wraps a payload with the cluster and sender headers.
+    /// Wraps a payload with the cluster and sender headers, and a deadline.
     pub fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
+        let mut request = self.request_without_deadline(message);
         request.set_timeout(timeout);
+        request
+    }
+
+    /// Wraps a payload with the cluster and sender headers; the caller bounds it.
+    pub fn request_without_deadline<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
         if let Some(id) = self.cluster.get() {
             if let Ok(v) = id.parse() {
                 request.metadata_mut().insert(wire::CLUSTER_HEADER, v);
@@ -257,7 +274,7 @@ impl<C: Connector> PeerClient<C> {
 }
 
 impl<C: Connector> RaftNetworkV2<Types<C::Runtime>> for PeerClient<C> {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotFile;
 
     async fn append_entries(
         &mut self,
@@ -294,25 +311,24 @@ impl<C: Connector> RaftNetworkV2<Types<C::Runtime>> for PeerClient<C> {
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<Types<C::Runtime>>,
-        snapshot: SnapshotOf<Types<C::Runtime>, Vec<u8>>,
+        snapshot: SnapshotOf<Types<C::Runtime>, SnapshotFile>,
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<Types<C::Runtime>>, StreamingError<Types<C::Runtime>>> {
-        let head = wire::encode(&(vote, snapshot.meta.clone()))
-            .map_err(|e| StreamingError::Network(NetworkError::new(&AnyError::error(e))))?;
-        let chunks: Vec<Blob> = std::iter::once(Blob { data: head })
-            .chain(
-                snapshot
-                    .snapshot
-                    .chunks(SNAPSHOT_CHUNK_BYTES)
-                    .map(|c| Blob { data: c.to_vec() }),
-            )
-            .collect();
+        let failed = |e: String| StreamingError::Network(NetworkError::new(&AnyError::error(e)));
+        let head = wire::encode(&(vote, snapshot.meta.clone())).map_err(failed)?;
+        let total = snapshot.snapshot.len;
+        let file = snapshot
+            .snapshot
+            .reopen()
+            .map_err(|e| failed(format!("snapshot file: {e}")))?;
+        // Read as the transport pulls (HTTP/2 flow control): at most a chunk or two
+        // of the file is in memory at a time.
+        let sent = Arc::new(AtomicU64::new(0));
+        let body = file_chunks(file, self.network.storage, sent.clone());
+        let chunks = futures::stream::once(async move { Blob { data: head } }).chain(body);
         let mut client = self.network.client(&self.addr);
-        // A snapshot may be large: allow a minute rather than the RPC default.
-        let request = self
-            .network
-            .request(futures::stream::iter(chunks), Duration::from_secs(60));
+        let request = self.network.request_without_deadline(chunks);
         let target = self.target;
         let network = self.network.clone();
         let send = async move {
@@ -322,29 +338,77 @@ impl<C: Connector> RaftNetworkV2<Types<C::Runtime>> for PeerClient<C> {
                 .map_err(|s| StreamingError::from(status_to_rpc(target, s)))?;
             network
                 .check_answer(target, reply.metadata())
-                .map_err(|e| StreamingError::Network(NetworkError::new(&AnyError::error(e))))?;
+                .map_err(&failed)?;
             wire::decode::<SnapshotResponse<Types<C::Runtime>>>(&reply.into_inner().data)
-                .map_err(|e| StreamingError::Network(NetworkError::new(&AnyError::error(e))))
+                .map_err(&failed)
+        };
+        // The deadline follows progress: abandoned when no byte moves for
+        // SNAPSHOT_STALL, or when the answer takes longer than the install may.
+        let answer_within = SNAPSHOT_INSTALL_BASE + Duration::from_secs(total >> 20);
+        let watchdog = async move {
+            let mut last = 0;
+            let mut since = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = sent.load(Ordering::Relaxed);
+                if now != last {
+                    last = now;
+                    since = tokio::time::Instant::now();
+                } else if now < total && since.elapsed() >= SNAPSHOT_STALL {
+                    return format!(
+                        "snapshot transfer to node {target} stalled at {now} of {total} bytes"
+                    );
+                } else if now >= total && since.elapsed() >= answer_within {
+                    return format!(
+                        "node {target} did not answer within {answer_within:?} of receiving a snapshot of {total} bytes"
+                    );
+                }
+            }
         };
         tokio::select! {
             biased;
             result = send => result,
             closed = cancel => Err(StreamingError::Closed(closed)),
+            stalled = watchdog => {
+                tracing::warn!("{stalled}");
+                Err(StreamingError::from(RPCError::Unreachable(Unreachable::new(&AnyError::error(stalled)))))
+            }
         }
     }
 }
 
-/// Collects a snapshot stream into (head, bytes); used by the service.
-pub async fn collect_snapshot(
-    mut stream: tonic::Streaming<Blob>,
-) -> Result<(Vec<u8>, Vec<u8>), tonic::Status> {
-    let head = stream
-        .next()
-        .await
-        .ok_or_else(|| tonic::Status::invalid_argument("empty snapshot stream"))??;
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        bytes.extend_from_slice(&chunk?.data);
-    }
-    Ok((head.data, bytes))
+/// The bytes of `file` as a stream of chunks, read off the runtime unless
+/// `storage` says inline; `sent` counts what was handed on. A read error ends
+/// the stream early, which the receiver refuses as a cut transfer.
+fn file_chunks(
+    file: std::fs::File,
+    storage: StorageOptions,
+    sent: Arc<AtomicU64>,
+) -> impl futures::Stream<Item = Blob> + Send + 'static {
+    futures::stream::unfold(Some(file), move |file| {
+        let sent = sent.clone();
+        async move {
+            let file = file?;
+            let read = move || {
+                let mut file = file;
+                let mut data = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES);
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(&mut file, SNAPSHOT_CHUNK_BYTES as u64),
+                    &mut data,
+                )?;
+                Ok((file, data))
+            };
+            match fleetcore_storage::blocking(storage, read).await {
+                Ok((_, data)) if data.is_empty() => None,
+                Ok((file, data)) => {
+                    sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    Some((Blob { data }, Some(file)))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the snapshot file being sent");
+                    None
+                }
+            }
+        }
+    })
 }

@@ -120,6 +120,8 @@ struct Inner<C: Connector> {
     next_seq: std::sync::atomic::AtomicU64,
     /// This data dir's identity (see `LogStore::incarnation`).
     incarnation: u64,
+    /// The data dir (incoming snapshots are written here).
+    data_dir: std::path::PathBuf,
 }
 
 /// Receives the `Relay` streams of peers: non-Raft node-to-node traffic, opaque
@@ -170,6 +172,7 @@ impl<C: Connector> RaftNode<C> {
             incarnation,
             state.clone(),
             options.request_timeout,
+            options.storage,
         );
         let config = Config {
             cluster_name: "fleetcore".into(),
@@ -215,6 +218,7 @@ impl<C: Connector> RaftNode<C> {
                 },
                 next_seq: std::sync::atomic::AtomicU64::new(1),
                 incarnation,
+                data_dir: dir.to_path_buf(),
             }),
         };
         tokio::spawn(record_incarnation(Arc::downgrade(&node.inner)));
@@ -224,6 +228,16 @@ impl<C: Connector> RaftNode<C> {
     /// This data dir's incarnation.
     pub fn incarnation(&self) -> u64 {
         self.inner.incarnation
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// How this node's storage writes (and whether file I/O runs inline).
+    pub fn storage_options(&self) -> fleetcore_storage::StorageOptions {
+        self.inner.options.storage
     }
 
     /// Forms a new cluster of `members` (etcd-style static bootstrap) unless this

@@ -11,9 +11,9 @@ use tonic::{Request, Response, Status, Streaming};
 use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 
-use fleetcore_storage::Types;
+use fleetcore_storage::{SnapshotFile, StorageOptions, Types};
 
-use crate::network::{collect_snapshot, GRPC_MESSAGE_BYTES_MAX};
+use crate::network::GRPC_MESSAGE_BYTES_MAX;
 use crate::node::RaftNode;
 use crate::pb::raft_service_server::{RaftService, RaftServiceServer};
 use crate::pb::Blob;
@@ -39,6 +39,46 @@ where
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
+}
+
+/// The largest snapshot a node accepts. Far above any state the quotas allow; a
+/// sender past it is refused rather than filling the disk.
+const SNAPSHOT_BYTES_MAX: u64 = 64 << 30;
+
+/// Writes the chunks of `stream` to `path`, syncs it, and checks it whole.
+async fn receive_snapshot(
+    stream: &mut Streaming<Blob>,
+    path: &std::path::Path,
+    storage: StorageOptions,
+) -> Result<(SnapshotFile, SnapshotMetaOf<fleetcore_storage::TypeConfig>), Status> {
+    let io = |what: &'static str| move |e: std::io::Error| Status::internal(format!("{what}: {e}"));
+    let target = path.to_path_buf();
+    let mut file = fleetcore_storage::blocking(storage, move || std::fs::File::create(target))
+        .await
+        .map_err(io("create the incoming snapshot file"))?;
+    let mut received = 0u64;
+    while let Some(chunk) = stream.message().await? {
+        received += chunk.data.len() as u64;
+        if received > SNAPSHOT_BYTES_MAX {
+            return Err(Status::resource_exhausted(format!(
+                "snapshot larger than {SNAPSHOT_BYTES_MAX} bytes"
+            )));
+        }
+        file = fleetcore_storage::blocking(storage, move || {
+            std::io::Write::write_all(&mut file, &chunk.data)?;
+            Ok(file)
+        })
+        .await
+        .map_err(io("write the incoming snapshot file"))?;
+    }
+    let target = path.to_path_buf();
+    fleetcore_storage::blocking(storage, move || {
+        file.sync_all()?;
+        let (meta, _records) = fleetcore_storage::snapshot::check(&target)?;
+        Ok((SnapshotFile::open(&target)?, meta))
+    })
+    .await
+    .map_err(|e| Status::invalid_argument(format!("snapshot refused: {e}")))
 }
 
 /// Numbers relay streams, so a handler can tell a late close of an old stream
@@ -159,22 +199,39 @@ impl<C: Connector> RaftService for Service<C> {
         request: Request<Streaming<Blob>>,
     ) -> Result<Response<Blob>, Status> {
         self.check_cluster(&request)?;
-        let (head, bytes) = collect_snapshot(request.into_inner()).await?;
+        let mut stream = request.into_inner();
+        let head = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         let (vote, meta): (VoteOf<Types<C::Runtime>>, SnapshotMetaOf<Types<C::Runtime>>) =
-            wire::decode(&head).map_err(bad)?;
-        // Refuse bytes we cannot read before openraft commits to installing them.
-        fleetcore_storage::codec::decode_json::<serde_json::Value>("snapshot", b"transfer", &bytes)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let snapshot = SnapshotOf::<Types<C::Runtime>, Vec<u8>> {
-            meta,
-            snapshot: bytes,
+            wire::decode(&head.data).map_err(bad)?;
+        let path = fleetcore_storage::state_machine::incoming_snapshot_path(self.node.data_dir());
+        // Written as it arrives and checked whole before openraft sees it: a cut or
+        // corrupt transfer leaves the current state as it was (the leader retries).
+        let received = receive_snapshot(&mut stream, &path, self.node.storage_options()).await;
+        let snapshot = match received.and_then(|(file, sent_meta)| {
+            if sent_meta == meta {
+                Ok(file)
+            } else {
+                Err(Status::invalid_argument(
+                    "the snapshot file does not match the snapshot it was sent as",
+                ))
+            }
+        }) {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                tracing::warn!(error = %e.message(), "refused a snapshot transfer");
+                return Err(e);
+            }
         };
-        let resp = self
-            .node
-            .raft()
-            .install_full_snapshot(vote, snapshot)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let snapshot = SnapshotOf::<Types<C::Runtime>, SnapshotFile> { meta, snapshot };
+        let resp = self.node.raft().install_full_snapshot(vote, snapshot).await;
+        // Installed: the file was moved into place. Not installed (a stale vote):
+        // it is not needed.
+        let _ = std::fs::remove_file(&path);
+        let resp = resp.map_err(|e| Status::unavailable(e.to_string()))?;
         raft_reply(&resp, self.node.incarnation())
     }
 

@@ -43,6 +43,15 @@ pub enum StorageError {
     },
 }
 
+impl From<std::io::Error> for StorageError {
+    fn from(source: std::io::Error) -> Self {
+        StorageError::Io {
+            what: "snapshot file".into(),
+            source,
+        }
+    }
+}
+
 impl From<StorageError> for std::io::Error {
     fn from(e: StorageError) -> Self {
         match e {

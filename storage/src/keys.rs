@@ -67,6 +67,9 @@ pub const META_INCARNATION: &[u8] = b"incarnation";
 pub const SM_LAST_APPLIED: &[u8] = b"last_applied";
 /// Keys in [`CF_SM_META`].
 pub const SM_MEMBERSHIP: &[u8] = b"membership";
+/// Present while a snapshot install is under way (its meta): a node that stops
+/// in the middle redoes the install from its snapshot file when it opens.
+pub const SM_INSTALLING: &[u8] = b"installing";
 
 /// Log key for `index`.
 pub fn log_key(index: u64) -> [u8; 8] {

@@ -16,6 +16,7 @@ pub mod codec;
 pub mod error;
 pub mod keys;
 pub mod log_store;
+pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 pub use error::StorageError;
 pub use log_store::LogStore;
+pub use snapshot::SnapshotFile;
 pub use state_machine::{SharedState, StateMachineStore};
 pub use types::{NodeInfo, TypeConfig, Types};
 
@@ -50,7 +52,7 @@ impl Default for StorageOptions {
 }
 
 /// Runs blocking store work `f` as `options` say: on a blocking thread, or inline.
-async fn blocking<T: Send + 'static>(
+pub async fn blocking<T: Send + 'static>(
     options: StorageOptions,
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
@@ -87,6 +89,6 @@ pub fn open(
     })?;
     let db = Arc::new(db);
     let log = LogStore::new(db.clone(), options)?;
-    let sm = StateMachineStore::new(db, dir.join("snapshot"), options)?;
+    let sm = StateMachineStore::new(db, dir, options)?;
     Ok((log, sm))
 }

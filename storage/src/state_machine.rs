@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use futures::{Stream, TryStreamExt};
 use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
@@ -14,7 +15,6 @@ use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{AsyncRuntime, EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use fleetcore_model::{Applied, State, StateKey, StateRecord};
@@ -22,6 +22,7 @@ use fleetcore_model::{Applied, State, StateKey, StateRecord};
 use crate::codec;
 use crate::error::StorageError;
 use crate::keys;
+use crate::snapshot::{SnapshotFile, SnapshotReader, SnapshotRecord, SnapshotWriter};
 use crate::types::{TypeConfig, Types};
 use crate::StorageOptions;
 
@@ -138,20 +139,18 @@ impl SharedState {
     }
 }
 
-/// What a snapshot file and a snapshot transfer hold.
-#[derive(Serialize, Deserialize)]
-struct SnapshotBody {
-    meta: SnapshotMetaOf<TypeConfig>,
-    records: Vec<StateRecord>,
-}
-
 /// The state-machine store. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct StateMachineStore {
     db: Arc<DB>,
     shared: SharedState,
+    /// The data dir: the snapshot file and its temporary siblings live here.
+    dir: PathBuf,
     snapshot_path: PathBuf,
     options: StorageOptions,
+    /// Held while a file is moved to `snapshot_path`, so a build that finishes
+    /// after an install cannot put an older snapshot back.
+    snapshot_lock: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for StateMachineStore {
@@ -166,64 +165,201 @@ fn rocks(e: rocksdb::Error) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-fn cf<'a>(db: &'a DB, name: &str) -> io::Result<&'a rocksdb::ColumnFamily> {
-    db.cf_handle(name)
-        .ok_or_else(|| io::Error::other(format!("column family {name} missing")))
+fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StorageError> {
+    db.cf_handle(name).ok_or_else(|| StorageError::Corrupt {
+        what: "column family",
+        key: name.as_bytes().to_vec(),
+        reason: "missing".into(),
+    })
+}
+
+/// Temporary files get distinct names, so a build and an install never share one.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// Where the Raft service writes a snapshot as it arrives: in the data dir, so
+/// installing it is a rename.
+pub fn incoming_snapshot_path(dir: &Path) -> PathBuf {
+    dir.join(format!(
+        "snapshot.incoming.{}",
+        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Writes a snapshot's records into the store, replacing the state column
+/// families, and returns the state they make. Three steps, each one atomic: clear
+/// and mark "installing"; the records, in batches of a few MiB; then the applied
+/// position and membership, with the mark removed. A node stopped in between
+/// finds the mark when it opens and redoes the install from its snapshot file.
+fn install_records(
+    db: &DB,
+    input: impl io::Read,
+    meta: &SnapshotMetaOf<TypeConfig>,
+) -> Result<(State, RecordDigest, u64), StorageError> {
+    const BATCH_BYTES: usize = 4 << 20;
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    let meta_cf = cf(db, keys::CF_SM_META)?;
+    let mut batch = WriteBatch::default();
+    for name in keys::STATE_CFS {
+        let handle = cf(db, name)?;
+        // State keys are printable names or tagged ids: all sort below 0xff 0xff.
+        batch.delete_range_cf(handle, [0u8].as_slice(), [0xffu8; 2].as_slice());
+        batch.delete_cf(handle, []);
+    }
+    batch.put_cf(
+        meta_cf,
+        keys::SM_INSTALLING,
+        codec::encode_bin("snapshot meta", meta)?,
+    );
+    db.write_opt(batch, &sync)?;
+
+    let mut reader = SnapshotReader::new(input)?;
+    if reader.meta() != meta {
+        return Err(StorageError::Corrupt {
+            what: "snapshot",
+            key: b"snapshot".to_vec(),
+            reason: format!(
+                "the file covers {:?}, the install asked for {:?}",
+                reader.meta().last_log_id,
+                meta.last_log_id
+            ),
+        });
+    }
+    let mut state = State::default();
+    let mut digest = RecordDigest::default();
+    let mut batch = WriteBatch::default();
+    let mut records = 0u64;
+    while let Some(SnapshotRecord {
+        cf: cf_name,
+        key,
+        value,
+    }) = reader.next_record()?
+    {
+        let record: StateRecord = codec::decode_json("state record", &key, &value)?;
+        let (expect_cf, expect_key) = keys::state_key(&record.key());
+        if expect_cf != cf_name || expect_key != key {
+            return Err(StorageError::Corrupt {
+                what: "snapshot record",
+                key,
+                reason: "stored under another key".into(),
+            });
+        }
+        // Re-encoded, as at open, so the digest does not depend on the writer's version.
+        let bytes = codec::encode_json("state record", &record)?;
+        digest.set(record.key(), Some(&bytes));
+        batch.put_cf(cf(db, cf_name)?, &key, &value);
+        state.insert(record);
+        records += 1;
+        if batch.size_in_bytes() >= BATCH_BYTES {
+            db.write(std::mem::take(&mut batch))?;
+        }
+    }
+    batch.put_cf(
+        meta_cf,
+        keys::SM_LAST_APPLIED,
+        codec::encode_bin("last applied", &meta.last_log_id)?,
+    );
+    batch.put_cf(
+        meta_cf,
+        keys::SM_MEMBERSHIP,
+        codec::encode_bin("membership", &meta.last_membership)?,
+    );
+    batch.delete_cf(meta_cf, keys::SM_INSTALLING);
+    db.write_opt(batch, &sync)?;
+    Ok((state, digest, records))
+}
+
+/// Reads the state column families and the applied position back into memory.
+fn load(db: &DB) -> Result<AppliedState, StorageError> {
+    let mut applied = AppliedState::default();
+    for name in keys::STATE_CFS {
+        let handle = cf(db, name)?;
+        for item in db.iterator_cf(handle, IteratorMode::Start) {
+            let (key, value) = item?;
+            let record: StateRecord = codec::decode_json("state record", &key, &value)?;
+            // Re-encoded rather than the stored bytes, so a digest does not
+            // depend on which version wrote a record.
+            let bytes = codec::encode_json("state record", &record)?;
+            applied.digest.set(record.key(), Some(&bytes));
+            let (expect_cf, expect_key) = keys::state_key(&record.key());
+            if expect_cf != name || expect_key.as_slice() != &*key {
+                return Err(StorageError::Corrupt {
+                    what: "state record",
+                    key: key.to_vec(),
+                    reason: "stored under another key".into(),
+                });
+            }
+            applied.state.insert(record);
+        }
+    }
+    let meta = cf(db, keys::CF_SM_META)?;
+    if let Some(bytes) = db.get_cf(meta, keys::SM_LAST_APPLIED)? {
+        applied.last_applied = codec::decode_bin("last applied", keys::SM_LAST_APPLIED, &bytes)?;
+    }
+    if let Some(bytes) = db.get_cf(meta, keys::SM_MEMBERSHIP)? {
+        applied.membership = codec::decode_bin("membership", keys::SM_MEMBERSHIP, &bytes)?;
+    }
+    Ok(applied)
+}
+
+/// What the snapshot file at `path` covers, if it is one of this format.
+fn file_meta(path: &Path) -> io::Result<Option<SnapshotMetaOf<TypeConfig>>> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match SnapshotReader::new(file) {
+        Ok(reader) => Ok(Some(reader.meta().clone())),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 impl StateMachineStore {
     pub(crate) fn new(
         db: Arc<DB>,
-        snapshot_path: PathBuf,
+        dir: &Path,
         options: StorageOptions,
     ) -> Result<Self, StorageError> {
-        let shared = SharedState::default();
-        {
-            let mut applied = shared.write();
-            for name in keys::STATE_CFS {
-                let handle = db.cf_handle(name).ok_or_else(|| StorageError::Corrupt {
-                    what: "column family",
-                    key: name.as_bytes().to_vec(),
-                    reason: "missing".into(),
-                })?;
-                for item in db.iterator_cf(handle, IteratorMode::Start) {
-                    let (key, value) = item?;
-                    let record: StateRecord = codec::decode_json("state record", &key, &value)?;
-                    // Re-encoded rather than the stored bytes, so a digest does not
-                    // depend on which version wrote a record.
-                    let bytes = codec::encode_json("state record", &record)?;
-                    applied.digest.set(record.key(), Some(&bytes));
-                    let (expect_cf, expect_key) = keys::state_key(&record.key());
-                    if expect_cf != name || expect_key.as_slice() != &*key {
-                        return Err(StorageError::Corrupt {
-                            what: "state record",
-                            key: key.to_vec(),
-                            reason: "stored under another key".into(),
-                        });
-                    }
-                    applied.state.insert(record);
+        let snapshot_path = dir.join("snapshot");
+        // Leftovers of transfers and builds that a stop interrupted.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with("snapshot.incoming.") || name.starts_with("snapshot.tmp") {
+                    let _ = std::fs::remove_file(entry.path());
                 }
             }
-            let meta = db
-                .cf_handle(keys::CF_SM_META)
-                .ok_or_else(|| StorageError::Corrupt {
-                    what: "column family",
-                    key: keys::CF_SM_META.as_bytes().to_vec(),
-                    reason: "missing".into(),
-                })?;
-            if let Some(bytes) = db.get_cf(meta, keys::SM_LAST_APPLIED)? {
-                applied.last_applied =
-                    codec::decode_bin("last applied", keys::SM_LAST_APPLIED, &bytes)?;
-            }
-            if let Some(bytes) = db.get_cf(meta, keys::SM_MEMBERSHIP)? {
-                applied.membership = codec::decode_bin("membership", keys::SM_MEMBERSHIP, &bytes)?;
-            }
         }
+        let meta_cf = cf(&db, keys::CF_SM_META)?;
+        if let Some(bytes) = db.get_cf(meta_cf, keys::SM_INSTALLING)? {
+            let meta: SnapshotMetaOf<TypeConfig> =
+                codec::decode_bin("snapshot meta", keys::SM_INSTALLING, &bytes)?;
+            tracing::warn!(last_log_id = ?meta.last_log_id, "a snapshot install was interrupted; redoing it");
+            let file = std::fs::File::open(&snapshot_path).map_err(|e| StorageError::Io {
+                what: format!(
+                    "an interrupted snapshot install needs {}",
+                    snapshot_path.display()
+                ),
+                source: e,
+            })?;
+            install_records(&db, file, &meta)?;
+        }
+        let shared = SharedState::default();
+        *shared.write() = load(&db)?;
         Ok(StateMachineStore {
             db,
             shared,
+            dir: dir.to_path_buf(),
             snapshot_path,
             options,
+            snapshot_lock: Arc::default(),
         })
     }
 
@@ -238,46 +374,116 @@ impl StateMachineStore {
         opts
     }
 
-    fn write_snapshot_file(&self, body: &SnapshotBody) -> io::Result<Vec<u8>> {
-        let bytes = codec::encode_json("snapshot", body)?;
-        let tmp = self.snapshot_path.with_extension("tmp");
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &self.snapshot_path)?;
-        Ok(bytes)
+    fn tmp_path(&self) -> PathBuf {
+        self.dir.join(format!(
+            "snapshot.tmp.{}",
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// Writes a snapshot of the store as it is now, from a RocksDB snapshot: no
+    /// lock of the applied state is held, and apply goes on meanwhile.
+    fn build_file(&self) -> Result<(SnapshotFile, u64), StorageError> {
+        let started = std::time::Instant::now();
+        let view = self.db.snapshot();
+        let meta_cf = cf(&self.db, keys::CF_SM_META)?;
+        let last_log_id = match view.get_cf(meta_cf, keys::SM_LAST_APPLIED)? {
+            Some(bytes) => codec::decode_bin("last applied", keys::SM_LAST_APPLIED, &bytes)?,
+            None => None,
+        };
+        let last_membership = match view.get_cf(meta_cf, keys::SM_MEMBERSHIP)? {
+            Some(bytes) => codec::decode_bin("membership", keys::SM_MEMBERSHIP, &bytes)?,
+            None => Default::default(),
+        };
+        let meta = SnapshotMetaOf::<TypeConfig> {
+            last_log_id,
+            last_membership,
+        };
+        let tmp = self.tmp_path();
+        let io_err = |what: &str, e: io::Error| StorageError::Io {
+            what: format!("{what} {}", tmp.display()),
+            source: e,
+        };
+        let mut writer = SnapshotWriter::create(&tmp, &meta).map_err(|e| io_err("create", e))?;
+        let mut records = 0u64;
+        for (index, name) in keys::STATE_CFS.iter().enumerate() {
+            let handle = cf(&self.db, name)?;
+            for item in view.iterator_cf(handle, IteratorMode::Start) {
+                let (key, value) = item?;
+                writer
+                    .record(index as u8, &key, &value)
+                    .map_err(|e| io_err("write", e))?;
+                records += 1;
+            }
+        }
+        drop(view);
+        writer.finish().map_err(|e| io_err("finish", e))?;
+        // Opened before the rename: the handle stays this file whatever replaces the path.
+        let mut file = SnapshotFile::open(&tmp).map_err(|e| io_err("open", e))?;
+        {
+            let _guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let current = file_meta(&self.snapshot_path).ok().flatten();
+            if current.is_none_or(|c| c.last_log_id <= meta.last_log_id) {
+                std::fs::rename(&tmp, &self.snapshot_path)
+                    .and_then(|_| sync_dir(&self.dir))
+                    .map_err(|e| io_err("rename", e))?;
+                file.path = self.snapshot_path.clone();
+            } else {
+                // An install moved the state past this build meanwhile.
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        tracing::info!(
+            last_log_id = ?meta.last_log_id,
+            records,
+            bytes = file.len,
+            ms = started.elapsed().as_millis() as u64,
+            "built snapshot"
+        );
+        Ok((file, records))
+    }
+
+    /// Moves (or, for a file outside the data dir, copies) `snapshot` to
+    /// `snapshot_path`, synced, so an interrupted install can be redone from it.
+    fn keep_snapshot_file(&self, snapshot: &SnapshotFile) -> io::Result<()> {
+        let _guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let ours = snapshot.path.parent() == Some(self.dir.as_path())
+            && snapshot
+                .path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("snapshot.incoming."));
+        if ours {
+            std::fs::rename(&snapshot.path, &self.snapshot_path)?;
+        } else if snapshot.path != self.snapshot_path {
+            let tmp = self.tmp_path();
+            let mut out = std::fs::File::create(&tmp)?;
+            io::copy(&mut snapshot.reopen()?, &mut out)?;
+            out.sync_all()?;
+            std::fs::rename(&tmp, &self.snapshot_path)?;
+        }
+        sync_dir(&self.dir)
     }
 }
 
 impl<RT: AsyncRuntime> RaftSnapshotBuilder<Types<RT>> for StateMachineStore {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotFile;
 
-    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Vec<u8>>, io::Error> {
-        let body = {
-            let applied = self.shared.read();
-            SnapshotBody {
-                meta: SnapshotMetaOf::<TypeConfig> {
-                    last_log_id: applied.last_applied,
-                    last_membership: applied.membership.clone(),
-                },
-                records: applied.state.records().collect(),
-            }
-        };
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
         let this = self.clone();
-        let (meta, bytes) = crate::blocking(self.options, move || {
-            let bytes = this.write_snapshot_file(&body)?;
-            Ok((body.meta, bytes))
+        let (file, _records) = crate::blocking(self.options, move || {
+            this.build_file().map_err(io::Error::from)
         })
         .await?;
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "built snapshot");
-        Ok(SnapshotOf::<TypeConfig, Vec<u8>> {
-            meta,
-            snapshot: bytes,
+        let reader = SnapshotReader::new(file.reopen()?)?;
+        Ok(SnapshotOf::<TypeConfig, SnapshotFile> {
+            meta: reader.meta().clone(),
+            snapshot: file,
         })
     }
 }
 
 impl<RT: AsyncRuntime> RaftStateMachine<Types<RT>> for StateMachineStore {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotFile;
     type SnapshotBuilder = Self;
 
     async fn applied_state(
@@ -366,47 +572,14 @@ impl<RT: AsyncRuntime> RaftStateMachine<Types<RT>> for StateMachineStore {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMetaOf<TypeConfig>,
-        snapshot: Vec<u8>,
+        snapshot: SnapshotFile,
     ) -> Result<(), io::Error> {
-        let body: SnapshotBody = codec::decode_json("snapshot", b"install", &snapshot)?;
-        let mut state = State::default();
-        let mut digest = RecordDigest::default();
-        let mut batch = WriteBatch::default();
-        for name in keys::STATE_CFS {
-            let handle = cf(&self.db, name)?;
-            // State keys are names of printable ASCII, all below 0xff.
-            batch.delete_range_cf(handle, [0u8].as_slice(), [0xffu8; 2].as_slice());
-            batch.delete_cf(handle, []);
-        }
-        for record in &body.records {
-            let (cf_name, key) = keys::state_key(&record.key());
-            let bytes = codec::encode_json("state record", record)?;
-            digest.set(record.key(), Some(&bytes));
-            batch.put_cf(cf(&self.db, cf_name)?, key, bytes);
-            state.insert(record.clone());
-        }
-        let meta_cf = cf(&self.db, keys::CF_SM_META)?;
-        batch.put_cf(
-            meta_cf,
-            keys::SM_LAST_APPLIED,
-            codec::encode_bin("last applied", &meta.last_log_id)?,
-        );
-        batch.put_cf(
-            meta_cf,
-            keys::SM_MEMBERSHIP,
-            codec::encode_bin("membership", &meta.last_membership)?,
-        );
-        let db = self.db.clone();
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
+        let started = std::time::Instant::now();
         let this = self.clone();
-        let file_body = SnapshotBody {
-            meta: meta.clone(),
-            records: body.records,
-        };
-        crate::blocking(self.options, move || {
-            db.write_opt(batch, &opts).map_err(rocks)?;
-            this.write_snapshot_file(&file_body).map(|_| ())
+        let wanted = meta.clone();
+        let (state, digest, records) = crate::blocking(self.options, move || {
+            this.keep_snapshot_file(&snapshot)?;
+            install_records(&this.db, snapshot.reopen()?, &wanted).map_err(io::Error::from)
         })
         .await?;
         let mut applied = self.shared.write();
@@ -414,22 +587,38 @@ impl<RT: AsyncRuntime> RaftStateMachine<Types<RT>> for StateMachineStore {
         applied.digest = digest;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
-        tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
+        drop(applied);
+        tracing::info!(
+            last_log_id = ?meta.last_log_id,
+            records,
+            ms = started.elapsed().as_millis() as u64,
+            "installed snapshot"
+        );
         Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
-    ) -> Result<Option<SnapshotOf<TypeConfig, Vec<u8>>>, io::Error> {
-        let bytes = match std::fs::read(&self.snapshot_path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+    ) -> Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
+        let file = {
+            let _guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
+            match SnapshotFile::open(&self.snapshot_path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
         };
-        let body: SnapshotBody = codec::decode_json("snapshot file", b"snapshot", &bytes)?;
-        Ok(Some(SnapshotOf::<TypeConfig, Vec<u8>> {
-            meta: body.meta,
-            snapshot: bytes,
-        }))
+        match SnapshotReader::new(file.reopen()?) {
+            Ok(reader) => Ok(Some(SnapshotOf::<TypeConfig, SnapshotFile> {
+                meta: reader.meta().clone(),
+                snapshot: file,
+            })),
+            // A file of an older format: openraft builds a new one when it needs it.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                tracing::warn!(error = %e, "ignoring the snapshot file");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 }

@@ -4,7 +4,9 @@
 use std::io;
 
 use fleetcore_model::{Command, ShadowKey};
-use fleetcore_storage::{keys, open, LogStore, StateMachineStore, StorageOptions, TypeConfig};
+use fleetcore_storage::{
+    keys, open, snapshot, LogStore, SnapshotFile, StateMachineStore, StorageOptions, TypeConfig,
+};
 use futures::stream;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::testing::log::{StoreBuilder, Suite};
@@ -130,7 +132,7 @@ async fn snapshot_installs_into_a_fresh_store() {
     RaftStateMachine::<TypeConfig>::install_snapshot(
         &mut target,
         &snapshot.meta,
-        snapshot.snapshot.clone(),
+        SnapshotFile::open(&snapshot.snapshot.path).unwrap(),
     )
     .await
     .unwrap();
@@ -236,5 +238,118 @@ async fn corrupt_records_refuse_to_open() {
     assert!(
         message.contains("corrupt state record") && message.contains("unknown format version 7"),
         "{message}"
+    );
+}
+
+/// A store with 20 applied entries over four things, and its snapshot.
+async fn source_with_snapshot(
+    dir: &TempDir,
+) -> (
+    LogStore,
+    StateMachineStore,
+    openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>,
+) {
+    let (log, mut source) = open(dir.path(), StorageOptions::default()).expect("open");
+    let entries: Vec<_> = (1..=20)
+        .map(|i| entry(i, shadow(&format!("t{}", i % 4), i)))
+        .collect();
+    source.apply(stream::iter(entries)).await.expect("apply");
+    let mut builder = RaftStateMachine::<TypeConfig>::get_snapshot_builder(&mut source).await;
+    let snapshot = RaftSnapshotBuilder::<TypeConfig>::build_snapshot(&mut builder)
+        .await
+        .expect("build");
+    (log, source, snapshot)
+}
+
+/// A transfer cut short, a flipped byte, trailing bytes or a file of another
+/// kind fail the check that runs before anything is installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_or_corrupt_snapshot_files_fail_the_check() {
+    let dir = TempDir::new().unwrap();
+    let (_log, _source, snapshot) = source_with_snapshot(&dir).await;
+    let bytes = std::fs::read(&snapshot.snapshot.path).unwrap();
+    let (meta, records) = snapshot::check(&snapshot.snapshot.path).unwrap();
+    assert_eq!(meta, snapshot.meta);
+    assert_eq!(records, 4, "four shadows");
+
+    let probe = dir.path().join("probe");
+    let refused = |bytes: &[u8]| {
+        std::fs::write(&probe, bytes).unwrap();
+        snapshot::check(&probe).expect_err("refused").to_string()
+    };
+    for cut in [0, 5, 20, bytes.len() / 2, bytes.len() - 1] {
+        let e = refused(&bytes[..cut]);
+        assert!(
+            e.contains("cut short") || e.contains("format"),
+            "cut at {cut}: {e}"
+        );
+    }
+    for at in [bytes.len() / 2, bytes.len() - 40, bytes.len() - 1] {
+        let mut flipped = bytes.clone();
+        flipped[at] ^= 0x40;
+        refused(&flipped);
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(refused(&longer).contains("after the end"));
+    assert!(refused(b"{\"meta\":{}}").contains("not a snapshot file"));
+}
+
+/// A node stopped in the middle of an install (state cleared, records half
+/// written) redoes the install from its snapshot file when it opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_install_is_redone_at_open() {
+    let source_dir = TempDir::new().unwrap();
+    let (_log, source, snapshot) = source_with_snapshot(&source_dir).await;
+    let target_dir = TempDir::new().unwrap();
+    {
+        let (_log, mut target) = open(target_dir.path(), StorageOptions::default()).unwrap();
+        RaftStateMachine::<TypeConfig>::install_snapshot(
+            &mut target,
+            &snapshot.meta,
+            SnapshotFile::open(&snapshot.snapshot.path).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    {
+        // What a stop between the install's first and last batch leaves.
+        let opts = rocksdb::Options::default();
+        let db = rocksdb::DB::open_cf(&opts, target_dir.path().join("db"), keys::ALL_CFS).unwrap();
+        let shadows = db.cf_handle(keys::CF_SHADOWS).unwrap();
+        let first = db
+            .iterator_cf(shadows, rocksdb::IteratorMode::Start)
+            .next()
+            .unwrap()
+            .unwrap()
+            .0;
+        db.delete_cf(shadows, first).unwrap();
+        let meta = db.cf_handle(keys::CF_SM_META).unwrap();
+        let marker = fleetcore_storage::codec::encode_bin("meta", &snapshot.meta).unwrap();
+        db.put_cf(meta, keys::SM_INSTALLING, marker).unwrap();
+        db.put_cf(meta, keys::SM_LAST_APPLIED, b"\x07junk").unwrap();
+    }
+    let (_log, target) = open(target_dir.path(), StorageOptions::default()).unwrap();
+    assert_eq!(target.shared().digest(), source.shared().digest());
+    assert_eq!(
+        target.shared().read().last_applied,
+        snapshot.meta.last_log_id
+    );
+
+    // Without the snapshot file the install cannot be redone: refused, not half served.
+    drop(target);
+    drop(_log);
+    {
+        let opts = rocksdb::Options::default();
+        let db = rocksdb::DB::open_cf(&opts, target_dir.path().join("db"), keys::ALL_CFS).unwrap();
+        let meta = db.cf_handle(keys::CF_SM_META).unwrap();
+        let marker = fleetcore_storage::codec::encode_bin("meta", &snapshot.meta).unwrap();
+        db.put_cf(meta, keys::SM_INSTALLING, marker).unwrap();
+    }
+    std::fs::remove_file(target_dir.path().join("snapshot")).unwrap();
+    let err = open(target_dir.path(), StorageOptions::default()).expect_err("refused");
+    assert!(
+        err.to_string().contains("interrupted snapshot install"),
+        "{err}"
     );
 }
