@@ -161,15 +161,16 @@ def main():
 
         wait("node 2 to catch up", 1800, caught_up)
         catch_up_s = time.time() - t
-        log1, log2 = open(n1.log).read(), open(n2.log).read()
+        ansi = re.compile(r"\x1b\[[0-9;]*m")
+        log1, log2 = (ansi.sub("", open(n.log).read()) for n in (n1, n2))
         built = re.findall(r"built snapshot.*?records=(\d+).*?bytes=(\d+).*?ms=(\d+)", log1)
-        installed = re.findall(r"installed snapshot.*?ms=(\d+)", log2)
+        installed = re.findall(r"installed snapshot.*?records=(\d+).*?ms=(\d+)", log2)
         print(f"node 2 joined and caught up in {catch_up_s:.1f} s")
         if built:
             records, size, ms = built[-1]
             print(f"node 1 built its last snapshot: {records} records, {int(size) / 2**20:.1f} MiB, {ms} ms")
         if installed:
-            print(f"node 2 installed the snapshot in {installed[-1]} ms")
+            print(f"node 2 installed the snapshot ({installed[-1][0]} records) in {installed[-1][1]} ms")
         print(f"peak RSS: node 1 {before1 / 1024:.0f} MiB after the load, {peak_rss_kib(n1.proc.pid) / 1024:.0f} MiB "
               f"after sending; node 2 {peak_rss_kib(n2.proc.pid) / 1024:.0f} MiB (RSS now {rss_kib(n2.proc.pid) / 1024:.0f} MiB)")
         print(f"binary: {a.bin}; logs in {root}" if a.keep else f"binary: {a.bin}")

@@ -45,6 +45,15 @@ where
 /// sender past it is refused rather than filling the disk.
 const SNAPSHOT_BYTES_MAX: u64 = 64 << 30;
 
+/// Removes a file when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Writes the chunks of `stream` to `path`, syncs it, and checks it whole.
 async fn receive_snapshot(
     stream: &mut Streaming<Blob>,
@@ -57,7 +66,17 @@ async fn receive_snapshot(
         .await
         .map_err(io("create the incoming snapshot file"))?;
     let mut received = 0u64;
-    while let Some(chunk) = stream.message().await? {
+    loop {
+        // A sender that vanished without closing the stream (a partition) must not
+        // hold the handler and its file forever.
+        let next = tokio::time::timeout(crate::network::SNAPSHOT_STALL, stream.message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "snapshot transfer stalled after {received} bytes"
+                ))
+            })??;
+        let Some(chunk) = next else { break };
         received += chunk.data.len() as u64;
         if received > SNAPSHOT_BYTES_MAX {
             return Err(Status::resource_exhausted(format!(
@@ -74,7 +93,8 @@ async fn receive_snapshot(
     let target = path.to_path_buf();
     fleetcore_storage::blocking(storage, move || {
         file.sync_all()?;
-        let (meta, _records) = fleetcore_storage::snapshot::check(&target)?;
+        let (meta, _records) = fleetcore_storage::state_machine::check_snapshot(&target)
+            .map_err(std::io::Error::from)?;
         Ok((SnapshotFile::open(&target)?, meta))
     })
     .await
@@ -207,6 +227,9 @@ impl<C: Connector> RaftService for Service<C> {
         let (vote, meta): (VoteOf<Types<C::Runtime>>, SnapshotMetaOf<Types<C::Runtime>>) =
             wire::decode(&head.data).map_err(bad)?;
         let path = fleetcore_storage::state_machine::incoming_snapshot_path(self.node.data_dir());
+        // Removed however this handler ends, including when the sender resets the
+        // stream and the handler is dropped mid-transfer.
+        let _incoming = RemoveOnDrop(path.clone());
         // Written as it arrives and checked whole before openraft sees it: a cut or
         // corrupt transfer leaves the current state as it was (the leader retries).
         let received = receive_snapshot(&mut stream, &path, self.node.storage_options()).await;
@@ -221,16 +244,14 @@ impl<C: Connector> RaftService for Service<C> {
         }) {
             Ok(file) => file,
             Err(e) => {
-                let _ = std::fs::remove_file(&path);
                 tracing::warn!(error = %e.message(), "refused a snapshot transfer");
                 return Err(e);
             }
         };
         let snapshot = SnapshotOf::<Types<C::Runtime>, SnapshotFile> { meta, snapshot };
-        let resp = self.node.raft().install_full_snapshot(vote, snapshot).await;
         // Installed: the file was moved into place. Not installed (a stale vote):
-        // it is not needed.
-        let _ = std::fs::remove_file(&path);
+        // the guard removes it.
+        let resp = self.node.raft().install_full_snapshot(vote, snapshot).await;
         let resp = resp.map_err(|e| Status::unavailable(e.to_string()))?;
         raft_reply(&resp, self.node.incarnation())
     }

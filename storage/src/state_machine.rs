@@ -185,49 +185,14 @@ pub fn incoming_snapshot_path(dir: &Path) -> PathBuf {
     ))
 }
 
-/// Writes a snapshot's records into the store, replacing the state column
-/// families, and returns the state they make. Three steps, each one atomic: clear
-/// and mark "installing"; the records, in batches of a few MiB; then the applied
-/// position and membership, with the mark removed. A node stopped in between
-/// finds the mark when it opens and redoes the install from its snapshot file.
-fn install_records(
-    db: &DB,
+/// Reads every record of a snapshot, checking that each decodes and is stored
+/// under its own key, and returns the state they make. Touches no store.
+fn read_snapshot(
     input: impl io::Read,
-    meta: &SnapshotMetaOf<TypeConfig>,
-) -> Result<(State, RecordDigest, u64), StorageError> {
-    const BATCH_BYTES: usize = 4 << 20;
-    let mut sync = WriteOptions::default();
-    sync.set_sync(true);
-    let meta_cf = cf(db, keys::CF_SM_META)?;
-    let mut batch = WriteBatch::default();
-    for name in keys::STATE_CFS {
-        let handle = cf(db, name)?;
-        // State keys are printable names or tagged ids: all sort below 0xff 0xff.
-        batch.delete_range_cf(handle, [0u8].as_slice(), [0xffu8; 2].as_slice());
-        batch.delete_cf(handle, []);
-    }
-    batch.put_cf(
-        meta_cf,
-        keys::SM_INSTALLING,
-        codec::encode_bin("snapshot meta", meta)?,
-    );
-    db.write_opt(batch, &sync)?;
-
+) -> Result<(SnapshotMetaOf<TypeConfig>, State, RecordDigest, u64), StorageError> {
     let mut reader = SnapshotReader::new(input)?;
-    if reader.meta() != meta {
-        return Err(StorageError::Corrupt {
-            what: "snapshot",
-            key: b"snapshot".to_vec(),
-            reason: format!(
-                "the file covers {:?}, the install asked for {:?}",
-                reader.meta().last_log_id,
-                meta.last_log_id
-            ),
-        });
-    }
     let mut state = State::default();
     let mut digest = RecordDigest::default();
-    let mut batch = WriteBatch::default();
     let mut records = 0u64;
     while let Some(SnapshotRecord {
         cf: cf_name,
@@ -247,9 +212,65 @@ fn install_records(
         // Re-encoded, as at open, so the digest does not depend on the writer's version.
         let bytes = codec::encode_json("state record", &record)?;
         digest.set(record.key(), Some(&bytes));
-        batch.put_cf(cf(db, cf_name)?, &key, &value);
         state.insert(record);
         records += 1;
+    }
+    Ok((reader.meta().clone(), state, digest, records))
+}
+
+/// Checks the snapshot file at `path` whole: framing, hash, and that every record
+/// decodes under its own key, as an install needs. Returns what it covers and its
+/// record count. The Raft service runs it on a received file before openraft may
+/// install it, so a bad transfer is refused and the current state stays.
+pub fn check_snapshot(path: &Path) -> Result<(SnapshotMetaOf<TypeConfig>, u64), StorageError> {
+    let (meta, _state, _digest, records) = read_snapshot(std::fs::File::open(path)?)?;
+    Ok((meta, records))
+}
+
+/// Installs the snapshot file at `path` into the store, replacing the state
+/// column families, and returns the state it makes. The file is read and checked
+/// whole first; then three steps, each atomic: clear and mark "installing"; the
+/// records' stored bytes, in batches of a few MiB; the applied position and
+/// membership, with the mark removed. A node stopped in between finds the mark
+/// when it opens and redoes the install from the file.
+fn install_records(
+    db: &DB,
+    path: &Path,
+    meta: &SnapshotMetaOf<TypeConfig>,
+) -> Result<(State, RecordDigest, u64), StorageError> {
+    const BATCH_BYTES: usize = 4 << 20;
+    let (file_meta, state, digest, records) = read_snapshot(std::fs::File::open(path)?)?;
+    if &file_meta != meta {
+        return Err(StorageError::Corrupt {
+            what: "snapshot",
+            key: b"snapshot".to_vec(),
+            reason: format!(
+                "the file covers {:?}, the install asked for {:?}",
+                file_meta.last_log_id, meta.last_log_id
+            ),
+        });
+    }
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    let meta_cf = cf(db, keys::CF_SM_META)?;
+    let mut batch = WriteBatch::default();
+    for name in keys::STATE_CFS {
+        let handle = cf(db, name)?;
+        // State keys are printable names or tagged ids: all sort below 0xff 0xff.
+        batch.delete_range_cf(handle, [0u8].as_slice(), [0xffu8; 2].as_slice());
+        batch.delete_cf(handle, []);
+    }
+    batch.put_cf(
+        meta_cf,
+        keys::SM_INSTALLING,
+        codec::encode_bin("snapshot meta", meta)?,
+    );
+    db.write_opt(batch, &sync)?;
+
+    let mut reader = SnapshotReader::new(std::fs::File::open(path)?)?;
+    let mut batch = WriteBatch::default();
+    while let Some(record) = reader.next_record()? {
+        batch.put_cf(cf(db, record.cf)?, &record.key, &record.value);
         if batch.size_in_bytes() >= BATCH_BYTES {
             db.write(std::mem::take(&mut batch))?;
         }
@@ -342,14 +363,16 @@ impl StateMachineStore {
             let meta: SnapshotMetaOf<TypeConfig> =
                 codec::decode_bin("snapshot meta", keys::SM_INSTALLING, &bytes)?;
             tracing::warn!(last_log_id = ?meta.last_log_id, "a snapshot install was interrupted; redoing it");
-            let file = std::fs::File::open(&snapshot_path).map_err(|e| StorageError::Io {
-                what: format!(
-                    "an interrupted snapshot install needs {}",
-                    snapshot_path.display()
-                ),
-                source: e,
-            })?;
-            install_records(&db, file, &meta)?;
+            if !snapshot_path.exists() {
+                return Err(StorageError::Io {
+                    what: format!(
+                        "an interrupted snapshot install needs {}",
+                        snapshot_path.display()
+                    ),
+                    source: io::ErrorKind::NotFound.into(),
+                });
+            }
+            install_records(&db, &snapshot_path, &meta)?;
         }
         let shared = SharedState::default();
         *shared.write() = load(&db)?;
@@ -424,15 +447,14 @@ impl StateMachineStore {
             let _guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
             let current = file_meta(&self.snapshot_path).ok().flatten();
             if current.is_none_or(|c| c.last_log_id <= meta.last_log_id) {
-                std::fs::rename(&tmp, &self.snapshot_path)
-                    .and_then(|_| sync_dir(&self.dir))
-                    .map_err(|e| io_err("rename", e))?;
+                std::fs::rename(&tmp, &self.snapshot_path).map_err(|e| io_err("rename", e))?;
                 file.path = self.snapshot_path.clone();
             } else {
                 // An install moved the state past this build meanwhile.
                 let _ = std::fs::remove_file(&tmp);
             }
         }
+        sync_dir(&self.dir).map_err(|e| io_err("sync the directory of", e))?;
         tracing::info!(
             last_log_id = ?meta.last_log_id,
             records,
@@ -446,20 +468,38 @@ impl StateMachineStore {
     /// Moves (or, for a file outside the data dir, copies) `snapshot` to
     /// `snapshot_path`, synced, so an interrupted install can be redone from it.
     fn keep_snapshot_file(&self, snapshot: &SnapshotFile) -> io::Result<()> {
-        let _guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
         let ours = snapshot.path.parent() == Some(self.dir.as_path())
             && snapshot
                 .path
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("snapshot.incoming."));
-        if ours {
-            std::fs::rename(&snapshot.path, &self.snapshot_path)?;
-        } else if snapshot.path != self.snapshot_path {
+        // A received file is moved; any other (or one whose path is gone: the
+        // receiver gave up on the transfer after handing it on) is copied from
+        // the open handle to a temporary file first, outside the lock.
+        let source = if ours {
+            snapshot.path.clone()
+        } else {
             let tmp = self.tmp_path();
             let mut out = std::fs::File::create(&tmp)?;
             io::copy(&mut snapshot.reopen()?, &mut out)?;
             out.sync_all()?;
-            std::fs::rename(&tmp, &self.snapshot_path)?;
+            tmp
+        };
+        {
+            let _guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
+            match std::fs::rename(&source, &self.snapshot_path) {
+                Ok(()) => {}
+                Err(e) if ours && e.kind() == io::ErrorKind::NotFound => {
+                    drop(_guard);
+                    let tmp = self.tmp_path();
+                    let mut out = std::fs::File::create(&tmp)?;
+                    io::copy(&mut snapshot.reopen()?, &mut out)?;
+                    out.sync_all()?;
+                    let _guard = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
+                    std::fs::rename(&tmp, &self.snapshot_path)?;
+                }
+                Err(e) => return Err(e),
+            }
         }
         sync_dir(&self.dir)
     }
@@ -579,7 +619,7 @@ impl<RT: AsyncRuntime> RaftStateMachine<Types<RT>> for StateMachineStore {
         let wanted = meta.clone();
         let (state, digest, records) = crate::blocking(self.options, move || {
             this.keep_snapshot_file(&snapshot)?;
-            install_records(&this.db, snapshot.reopen()?, &wanted).map_err(io::Error::from)
+            install_records(&this.db, &this.snapshot_path, &wanted).map_err(io::Error::from)
         })
         .await?;
         let mut applied = self.shared.write();
