@@ -177,6 +177,8 @@ pub enum Command {
         /// The leader's clock, ms since the epoch.
         at_ms: u64,
     },
+    /// Replaces the quotas of the replicated state (`PUT /quotas`).
+    SetQuotas(crate::limits::Quotas),
 }
 
 impl Command {
@@ -198,6 +200,7 @@ impl Command {
             Command::SetRetained(_) => "set_retained",
             Command::DeleteShadow { .. } => "delete_shadow",
             Command::Request { command, .. } => command.kind(),
+            Command::SetQuotas(_) => "set_quotas",
             Command::ExpireRetained { .. } => "expire_retained",
             Command::RecordIncarnation { .. } => "record_incarnation",
         }
@@ -258,6 +261,7 @@ impl std::fmt::Display for Command {
             Command::ExpireRetained { topics, .. } => {
                 write!(f, "{} ({} topics)", self.kind(), topics.len())
             }
+            Command::SetQuotas(q) => write!(f, "{} {q:?}", self.kind()),
         }
     }
 }

@@ -402,6 +402,7 @@ impl ShadowRecord {
         key: &ShadowKey,
         request: &ShadowUpdateRequest,
         ts: u64,
+        max_state_bytes: usize,
     ) -> Result<ShadowUpdated, Rejection> {
         key.check()?;
         Rejection::check_version(request.version, self.version)?;
@@ -452,11 +453,11 @@ impl ShadowRecord {
             }
         }
         let bytes = doc.state_bytes();
-        if bytes > limits::SHADOW_STATE_BYTES_MAX {
+        if bytes > max_state_bytes {
             return Err(Rejection::TooLarge {
                 what: "shadow state document".into(),
                 bytes,
-                max: limits::SHADOW_STATE_BYTES_MAX,
+                max: max_state_bytes,
             });
         }
         for m in [&doc.desired, &doc.reported].into_iter().flatten() {

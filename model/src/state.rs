@@ -27,6 +27,8 @@ pub struct State {
     requests: RequestTable,
     /// Each member's data-dir incarnation, as recorded.
     incarnations: BTreeMap<u64, u64>,
+    /// The quotas in force; `None` until set: the defaults.
+    quotas: Option<limits::Quotas>,
 }
 
 /// The address of one stored record; storage keeps one row per key.
@@ -48,6 +50,8 @@ pub enum StateKey {
     RequestOrigin(u64),
     /// A member's recorded incarnation.
     Incarnation(u64),
+    /// The quotas, once set.
+    Quotas,
 }
 
 /// One stored record, as persisted and as carried in snapshots.
@@ -69,6 +73,8 @@ pub enum StateRecord {
     RequestOrigin(u64, OriginRecord),
     /// A member (node id) and its recorded incarnation.
     Incarnation(u64, u64),
+    /// The quotas set for the cluster.
+    Quotas(limits::Quotas),
 }
 
 impl StateRecord {
@@ -83,6 +89,7 @@ impl StateRecord {
             StateRecord::Request(id, _) => StateKey::Request(*id),
             StateRecord::RequestOrigin(origin, _) => StateKey::RequestOrigin(*origin),
             StateRecord::Incarnation(node, _) => StateKey::Incarnation(*node),
+            StateRecord::Quotas(_) => StateKey::Quotas,
         }
     }
 }
@@ -145,6 +152,11 @@ impl State {
         &self.requests
     }
 
+    /// The quotas in force.
+    pub fn quotas(&self) -> limits::Quotas {
+        self.quotas.unwrap_or_default()
+    }
+
     /// The incarnation recorded for member `node`, if any.
     pub fn incarnation(&self, node: u64) -> Option<u64> {
         self.incarnations.get(&node).copied()
@@ -186,6 +198,13 @@ impl State {
             } => {
                 if !self.things.contains_key(name) {
                     self.check_thing_type_usable(thing_type_name.as_deref())?;
+                    let quota = self.quotas().things;
+                    if self.things.len() as u64 >= quota {
+                        return Err(Rejection::LimitExceeded {
+                            what: "things in the cluster (quota things)".into(),
+                            limit: quota,
+                        });
+                    }
                 }
                 let thing = registry::create(
                     self.things.get(name),
@@ -245,16 +264,21 @@ impl State {
                 let existing = self.shadows.get(key);
                 if !key.name.is_empty() && existing.is_none_or(|r| r.document.is_none()) {
                     key.check()?;
-                    let named = self.named_shadows(&key.thing).len();
-                    if named >= limits::NAMED_SHADOWS_PER_THING_MAX {
+                    let named = self.named_shadows(&key.thing).len() as u64;
+                    let quota = self.quotas().named_shadows_per_thing;
+                    if named >= quota {
                         return Err(Rejection::LimitExceeded {
-                            what: format!("named shadows of thing '{}'", key.thing),
-                            limit: limits::NAMED_SHADOWS_PER_THING_MAX as u64,
+                            what: format!(
+                                "named shadows of thing '{}' (quota namedShadowsPerThing)",
+                                key.thing
+                            ),
+                            limit: quota,
                         });
                     }
                 }
                 let mut record = existing.cloned().unwrap_or_default();
-                let updated = record.update(key, &request, seconds(*at_ms))?;
+                let max_state = self.quotas().shadow_state_bytes as usize;
+                let updated = record.update(key, &request, seconds(*at_ms), max_state)?;
                 self.shadows.insert(key.clone(), record);
                 changed.insert(StateKey::Shadow(key.clone()));
                 Ok(Applied::ShadowUpdated(updated))
@@ -351,6 +375,13 @@ impl State {
                     }
                     return Err(Rejection::AlreadyExists {
                         what: format!("thing group '{name}' with a different configuration"),
+                    });
+                }
+                let quota = self.quotas().thing_groups;
+                if self.thing_groups.len() as u64 >= quota {
+                    return Err(Rejection::LimitExceeded {
+                        what: "thing groups in the cluster (quota thingGroups)".into(),
+                        limit: quota,
                     });
                 }
                 let parent_depth = match parent {
@@ -461,17 +492,28 @@ impl State {
                 if message.payload.is_empty() {
                     self.retained.remove(&message.topic);
                 } else {
-                    let bytes = self.retained_bytes - old.unwrap_or(0) + retained_size(message);
-                    if old.is_none() && self.retained.len() >= limits::RETAINED_MESSAGES_MAX {
-                        return Err(Rejection::LimitExceeded {
-                            what: "retained messages in the cluster".into(),
-                            limit: limits::RETAINED_MESSAGES_MAX as u64,
+                    let quotas = self.quotas();
+                    let size = message.payload.len() as u64;
+                    if size > quotas.retained_payload_bytes {
+                        return Err(Rejection::TooLarge {
+                            what: "retained payload (quota retainedPayloadBytes)".into(),
+                            bytes: message.payload.len(),
+                            max: quotas.retained_payload_bytes as usize,
                         });
                     }
-                    if bytes > limits::RETAINED_BYTES_MAX {
+                    let bytes = self.retained_bytes - old.unwrap_or(0) + retained_size(message);
+                    if old.is_none() && self.retained.len() as u64 >= quotas.retained_messages {
                         return Err(Rejection::LimitExceeded {
-                            what: "bytes of retained messages in the cluster".into(),
-                            limit: limits::RETAINED_BYTES_MAX as u64,
+                            what: "retained messages in the cluster (quota retainedMessages)"
+                                .into(),
+                            limit: quotas.retained_messages,
+                        });
+                    }
+                    if bytes as u64 > quotas.retained_bytes {
+                        return Err(Rejection::LimitExceeded {
+                            what: "bytes of retained messages in the cluster (quota retainedBytes)"
+                                .into(),
+                            limit: quotas.retained_bytes,
                         });
                     }
                     self.retained.insert(message.topic.clone(), message.clone());
@@ -507,6 +549,12 @@ impl State {
                         changed.insert(StateKey::Retained(topic.clone()));
                     }
                 }
+                Ok(Applied::Done)
+            }
+            Command::SetQuotas(quotas) => {
+                quotas.check()?;
+                self.quotas = Some(*quotas);
+                changed.insert(StateKey::Quotas);
                 Ok(Applied::Done)
             }
             // Unwrapped in `apply_tracked`; one nested in another is refused there.
@@ -553,6 +601,7 @@ impl State {
                 .incarnations
                 .get(node)
                 .map(|i| StateRecord::Incarnation(*node, *i)),
+            StateKey::Quotas => self.quotas.map(StateRecord::Quotas),
         }
     }
 
@@ -582,11 +631,12 @@ impl State {
             StateRecord::Incarnation(node, i) => {
                 self.incarnations.insert(node, i);
             }
+            StateRecord::Quotas(q) => self.quotas = Some(q),
         }
     }
 
     /// Every record, in key order (things, shadows, thing types, thing groups,
-    /// retained messages, remembered requests, request origins, incarnations).
+    /// retained messages, remembered requests, request origins, incarnations, quotas).
     pub fn records(&self) -> impl Iterator<Item = StateRecord> + '_ {
         let things = self.things.values().cloned().map(StateRecord::Thing);
         let shadows = self
@@ -626,6 +676,7 @@ impl State {
             .chain(requests)
             .chain(origins)
             .chain(incarnations)
+            .chain(self.quotas.map(StateRecord::Quotas))
     }
 
     /// Every retained message, by topic.

@@ -3,7 +3,7 @@
 //! through the leader's `ExpireRetained`, judged by the time in the command.
 
 use fleetcore_model::limits::{
-    NAMED_SHADOWS_PER_THING_MAX, RETAINED_BYTES_MAX, RETAINED_MESSAGES_MAX,
+    Quotas, NAMED_SHADOWS_PER_THING_MAX, RETAINED_BYTES_MAX, RETAINED_MESSAGES_MAX,
 };
 use fleetcore_model::{Command, Rejection, RetainedMessage, ShadowKey, State};
 
@@ -108,4 +108,132 @@ fn named_shadows_per_thing_are_bounded() {
         at_ms: 0,
     };
     assert!(s.apply(&classic).is_ok());
+}
+
+fn create_thing(name: &str) -> Command {
+    Command::CreateThing {
+        name: name.into(),
+        thing_type_name: None,
+        attributes: Default::default(),
+        thing_id: format!("id-{name}"),
+        at_ms: 0,
+    }
+}
+
+fn create_group(name: &str) -> Command {
+    Command::CreateThingGroup {
+        name: name.into(),
+        parent: None,
+        description: None,
+        attributes: Default::default(),
+        thing_group_id: format!("id-{name}"),
+        at_ms: 0,
+    }
+}
+
+/// Quotas are replicated state: set by a command, enforced by every replica the
+/// same way, refusals naming the quota; lowering one removes nothing.
+#[test]
+fn quotas_are_set_by_command_and_name_themselves_when_full() {
+    let mut s = State::default();
+    assert_eq!(s.quotas(), Quotas::default());
+    let quotas = Quotas {
+        things: 2,
+        thing_groups: 1,
+        named_shadows_per_thing: 1,
+        shadow_state_bytes: 40,
+        retained_messages: 1,
+        retained_payload_bytes: 20,
+        ..Quotas::default()
+    };
+    assert!(s.apply(&Command::SetQuotas(quotas)).is_ok());
+    assert_eq!(s.quotas(), quotas);
+
+    assert!(s.apply(&create_thing("a")).is_ok());
+    assert!(s.apply(&create_thing("b")).is_ok());
+    match s.apply(&create_thing("c")) {
+        Err(Rejection::LimitExceeded { what, limit }) => {
+            assert!(what.contains("quota things"), "{what}");
+            assert_eq!(limit, 2);
+        }
+        other => panic!("expected LimitExceeded, got {other:?}"),
+    }
+    // Re-creating an existing thing is not a new one.
+    assert!(s.apply(&create_thing("a")).is_ok());
+
+    assert!(s.apply(&create_group("g1")).is_ok());
+    let refused = s.apply(&create_group("g2"));
+    assert!(
+        matches!(&refused, Err(Rejection::LimitExceeded { what, limit: 1 }) if what.contains("thingGroups")),
+        "{refused:?}"
+    );
+
+    let shadow = |name: &str, body: &str| Command::UpdateShadow {
+        key: ShadowKey::named("a", name),
+        request: body.into(),
+        at_ms: 0,
+    };
+    assert!(s
+        .apply(&shadow("n1", r#"{"state":{"reported":{"x":1}}}"#))
+        .is_ok());
+    let refused = s.apply(&shadow("n2", r#"{"state":{"reported":{"x":1}}}"#));
+    assert!(
+        matches!(&refused, Err(Rejection::LimitExceeded { what, .. }) if what.contains("namedShadowsPerThing")),
+        "{refused:?}"
+    );
+    let refused = s.apply(&shadow(
+        "n1",
+        r#"{"state":{"reported":{"long":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}}}"#,
+    ));
+    assert!(
+        matches!(&refused, Err(Rejection::TooLarge { max: 40, .. })),
+        "{refused:?}"
+    );
+
+    let refused = s.apply(&retained("r/big", vec![1; 30], None));
+    assert!(
+        matches!(&refused, Err(Rejection::TooLarge { what, max: 20, .. }) if what.contains("retainedPayloadBytes")),
+        "{refused:?}"
+    );
+    assert!(s.apply(&retained("r/1", vec![1], None)).is_ok());
+    assert!(s.apply(&retained("r/2", vec![1], None)).is_err());
+
+    // Lowered below what is stored: nothing is removed, nothing new fits.
+    let lower = Quotas {
+        things: 1,
+        ..quotas
+    };
+    assert!(s.apply(&Command::SetQuotas(lower)).is_ok());
+    assert!(s.thing("b").is_some());
+    assert!(s.apply(&create_thing("d")).is_err());
+
+    // The quotas are a stored record, so they survive a reload and a snapshot.
+    let mut reloaded = State::default();
+    for record in s.records() {
+        reloaded.insert(record);
+    }
+    assert_eq!(reloaded, s);
+    assert_eq!(reloaded.quotas(), lower);
+}
+
+#[test]
+fn a_quota_of_zero_or_above_its_ceiling_is_refused() {
+    let mut s = State::default();
+    for bad in [
+        Quotas {
+            things: 0,
+            ..Quotas::default()
+        },
+        Quotas {
+            retained_bytes: Quotas::ceilings().retained_bytes + 1,
+            ..Quotas::default()
+        },
+    ] {
+        let refused = s.apply(&Command::SetQuotas(bad));
+        assert!(
+            matches!(&refused, Err(Rejection::Invalid(m)) if m.contains("quota")),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(s.quotas(), Quotas::default());
 }

@@ -24,8 +24,8 @@ pub const CF_RETAINED: &str = "retained";
 /// `o` + origin for what is remembered of an origin.
 pub const CF_REQUESTS: &str = "requests";
 
-/// Each member's data-dir incarnation as the cluster recorded it: `i` + node id
-/// (big-endian).
+/// Cluster-wide records: each member's data-dir incarnation as the cluster
+/// recorded it (`i` + node id, big-endian), and the quotas (`q`).
 pub const CF_NODES: &str = "nodes";
 
 /// Every column family, in creation order.
@@ -108,6 +108,7 @@ pub fn state_key(key: &fleetcore_model::StateKey) -> (&'static str, Vec<u8>) {
             bytes.extend_from_slice(&node.to_be_bytes());
             (CF_NODES, bytes)
         }
+        fleetcore_model::StateKey::Quotas => (CF_NODES, b"q".to_vec()),
         fleetcore_model::StateKey::RequestOrigin(origin) => {
             let mut bytes = Vec::with_capacity(9);
             bytes.push(b'o');

@@ -203,6 +203,67 @@ async fn registry_and_shadow_api() -> anyhow::Result<()> {
 }
 
 /// What: bad input gets a 4xx with a clear message and changes nothing.
+/// What: the quotas of the replicated state are read and changed over HTTP; a full
+/// quota answers AWS's LimitExceededException naming the quota and its value; a
+/// bad quota is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_are_configurable_and_refusals_name_them() -> anyhow::Result<()> {
+    let _serial = serial().await;
+    let (node, http, _root) = single_node().await?;
+    let u = node.url();
+    use reqwest::Method as M;
+    let (status, _, defaults) = call(&http, M::GET, format!("{u}/quotas"), None).await?;
+    assert_eq!(status, 200, "{defaults}");
+    assert_eq!(defaults["things"], 1_000_000);
+    assert_eq!(defaults["retainedMessages"], 500_000);
+
+    let (status, _, set) = call(
+        &http,
+        M::PUT,
+        format!("{u}/quotas"),
+        Some(r#"{"things": 2}"#),
+    )
+    .await?;
+    assert_eq!(status, 200, "{set}");
+    assert_eq!(set["things"], 2);
+    assert_eq!(set["retainedMessages"], defaults["retainedMessages"]);
+    let (_, _, read) = call(&http, M::GET, format!("{u}/quotas"), None).await?;
+    assert_eq!(read, set);
+
+    for name in ["q1", "q2"] {
+        let (status, _, body) =
+            call(&http, M::POST, format!("{u}/things/{name}"), Some("{}")).await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, kind, body) = call(&http, M::POST, format!("{u}/things/q3"), Some("{}")).await?;
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(kind, "LimitExceededException");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("quota things") && message.contains('2'),
+        "{body}"
+    );
+    let (status, _, _) = call(&http, M::GET, format!("{u}/things/q3"), None).await?;
+    assert_eq!(status, 404, "the refused thing was not created");
+
+    for bad in [
+        r#"{"things": 0}"#,
+        r#"{"nope": 1}"#,
+        r#"{"things": "many"}"#,
+        "[1]",
+    ] {
+        let (status, kind, body) = call(&http, M::PUT, format!("{u}/quotas"), Some(bad)).await?;
+        assert_eq!(
+            (status, kind.as_str()),
+            (400, "InvalidRequestException"),
+            "{bad}: {body}"
+        );
+    }
+    let (_, _, after) = call(&http, M::GET, format!("{u}/quotas"), None).await?;
+    assert_eq!(after, set, "refused changes changed nothing");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_clearly() -> anyhow::Result<()> {
     let _serial = serial().await;

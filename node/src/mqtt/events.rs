@@ -171,7 +171,8 @@ impl RegistryChange {
             | C::DeleteShadow { .. }
             | C::SetRetained(_)
             | C::ExpireRetained { .. }
-            | C::RecordIncarnation { .. } => return None,
+            | C::RecordIncarnation { .. }
+            | C::SetQuotas(_) => return None,
         })
     }
 }
