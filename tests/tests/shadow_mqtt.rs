@@ -255,3 +255,56 @@ async fn shadow_topics_round_trip_across_nodes() {
         c.task.abort();
     }
 }
+
+/// What: one client that publishes shadow updates faster than they commit gets
+/// `/rejected` 429 for what exceeds its in-flight bound, at once, and every
+/// request gets exactly one answer; what was accepted has consecutive versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_client_is_throttled_per_connection() {
+    let _guard = serial().await;
+    let cluster = Cluster::start(1, &[]).unwrap();
+    cluster.agreed_leader(&[1], WAIT).await.unwrap();
+    let base = "$aws/things/flood/shadow/update";
+    let mut dev = device("flood", cluster.node(1).mqtt_port(), &format!("{base}/+")).await;
+    const SENT: usize = 400;
+    for i in 0..SENT {
+        let body = json!({"state": {"reported": {"i": i}}, "clientToken": format!("c{i}")});
+        dev.client
+            .publish(
+                base,
+                QoS::AtMostOnce,
+                false,
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut answers = std::collections::BTreeMap::new();
+    let mut versions = Vec::new();
+    while answers.len() < SENT {
+        let (topic, body) = dev.next().await;
+        let Some(token) = body["clientToken"].as_str().map(str::to_string) else {
+            continue; // documents
+        };
+        let answer = if topic.ends_with("/accepted") {
+            versions.push(body["version"].as_u64().unwrap());
+            "accepted".to_string()
+        } else if topic.ends_with("/rejected") {
+            format!("rejected {}", body["code"])
+        } else {
+            continue;
+        };
+        assert!(
+            answers.insert(token.clone(), answer).is_none(),
+            "two answers for {token}"
+        );
+    }
+    let throttled = answers.values().filter(|a| *a == "rejected 429").count();
+    let accepted = answers.values().filter(|a| *a == "accepted").count();
+    eprintln!("{SENT} updates at once: {accepted} accepted, {throttled} throttled");
+    assert!(throttled > 0, "{SENT} updates at once were never throttled");
+    assert_eq!(accepted + throttled, SENT, "{answers:?}");
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=accepted as u64).collect::<Vec<_>>());
+    dev.task.abort();
+}

@@ -4,6 +4,9 @@
 //! read for get); `/accepted`, `/documents` and `/delta` are published by the
 //! service after the commit, `/rejected` here with AWS's `code` and `message`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use fleetcore_model::ShadowKey;
 use fleetcore_raft::Connector;
 use serde_json::{json, Value};
@@ -13,12 +16,64 @@ use super::codec::Message;
 use crate::error::ApiError;
 use crate::service::{shadow_topic, Service};
 
+/// Shadow requests one client may have in flight on this node. A device that
+/// publishes faster than its requests commit gets `/rejected` 429 at once for the
+/// excess, rather than a queue of tasks that grows without bound.
+pub const SHADOW_REQUESTS_PER_CLIENT_MAX: usize = 64;
+
 /// What a client asked of a shadow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Op {
     Get,
     Update,
     Delete,
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// Requests in flight per client id.
+type InFlightTable = Arc<Mutex<HashMap<String, usize>>>;
+
+/// One request counted against its client until dropped.
+struct InFlight {
+    table: InFlightTable,
+    client: String,
+}
+
+impl InFlight {
+    /// Counts a request of `client`, unless it already has the most allowed.
+    fn acquire(table: &InFlightTable, client: &str) -> Option<InFlight> {
+        let mut counts = table.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(client.to_string()).or_insert(0);
+        if *count >= SHADOW_REQUESTS_PER_CLIENT_MAX {
+            return None;
+        }
+        *count += 1;
+        Some(InFlight {
+            table: table.clone(),
+            client: client.to_string(),
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut counts = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.client) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
 }
 
 /// Parses a request topic; `None` for anything else (including reply topics).
@@ -53,12 +108,16 @@ fn parse(topic: &str) -> Option<(ShadowKey, Op)> {
 /// The shadow topics handler.
 pub struct ShadowTopics<C: Connector> {
     service: Service<C>,
+    in_flight: InFlightTable,
 }
 
 impl<C: Connector> ShadowTopics<C> {
     /// Serves shadows through `service`.
     pub fn new(service: Service<C>) -> Self {
-        ShadowTopics { service }
+        ShadowTopics {
+            service,
+            in_flight: Arc::default(),
+        }
     }
 }
 
@@ -78,9 +137,20 @@ impl<C: Connector> ReservedTopics for ShadowTopics<C> {
             return;
         };
         let service = self.service.clone();
+        let Some(permit) = InFlight::acquire(&self.in_flight, client_id) else {
+            let e = ApiError::throttled(format!(
+                "{SHADOW_REQUESTS_PER_CLIENT_MAX} shadow requests of this client are in flight; retry later"
+            ));
+            service.broker().publish_json(
+                format!("{}/{}/rejected", shadow_topic(&key), op.name()),
+                &rejected(&e, client_token(&message.payload), service.now_ms()),
+            );
+            return;
+        };
         let span = tracing::info_span!("mqtt.shadow", client_id, thing = %key.thing, shadow = %key.name, op = ?op);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
+                let _permit = permit;
                 let prefix = shadow_topic(&key);
                 let token = client_token(&message.payload);
                 let (result, op_name) = match op {
