@@ -179,6 +179,15 @@ pub enum Command {
     },
     /// Replaces the quotas of the replicated state (`PUT /quotas`).
     SetQuotas(crate::limits::Quotas),
+    /// Removes shadow tombstones older than `limits::SHADOW_TOMBSTONE_MS` at
+    /// `at_ms`: proposed by the leader's sweeper with its clock.
+    ForgetShadowTombstones {
+        /// Tombstones the leader found old enough; each is removed only if it is
+        /// still a tombstone deleted by `at_ms - SHADOW_TOMBSTONE_MS`.
+        keys: Vec<ShadowKey>,
+        /// The leader's clock, ms since the epoch.
+        at_ms: u64,
+    },
 }
 
 impl Command {
@@ -201,6 +210,7 @@ impl Command {
             Command::DeleteShadow { .. } => "delete_shadow",
             Command::Request { command, .. } => command.kind(),
             Command::SetQuotas(_) => "set_quotas",
+            Command::ForgetShadowTombstones { .. } => "forget_shadow_tombstones",
             Command::ExpireRetained { .. } => "expire_retained",
             Command::RecordIncarnation { .. } => "record_incarnation",
         }
@@ -262,6 +272,9 @@ impl std::fmt::Display for Command {
                 write!(f, "{} ({} topics)", self.kind(), topics.len())
             }
             Command::SetQuotas(q) => write!(f, "{} {q:?}", self.kind()),
+            Command::ForgetShadowTombstones { keys, .. } => {
+                write!(f, "{} ({} shadows)", self.kind(), keys.len())
+            }
         }
     }
 }

@@ -34,6 +34,11 @@ pub const RETAINED_ON_SUBSCRIBE_MAX: usize = 10_000;
 /// Named shadows per thing (the classic shadow not counted).
 pub const NAMED_SHADOWS_PER_THING_MAX: usize = 100;
 
+/// How long a deleted shadow's version is kept (AWS IoT: 48 hours): an update
+/// within it continues the version, after it the leader's sweep removes the
+/// tombstone and a new shadow starts again.
+pub const SHADOW_TOMBSTONE_MS: u64 = 48 * 3600 * 1000;
+
 /// Things in the cluster. AWS IoT sets no limit; every node keeps every thing in
 /// memory, so Fleetcore bounds it (an operator raises it with `PUT /quotas`).
 pub const THINGS_MAX: usize = 1_000_000;

@@ -88,6 +88,10 @@ pub struct ShadowRecord {
     pub version: u64,
     /// `None` after a delete (or before the first update).
     pub document: Option<ShadowDocument>,
+    /// When it was deleted (the delete command's clock), while it is a tombstone:
+    /// AWS IoT keeps a deleted shadow's version for 48 hours, then forgets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at_ms: Option<u64>,
 }
 
 /// The result of an accepted update: what the MQTT and HTTP layers publish.

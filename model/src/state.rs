@@ -99,6 +99,14 @@ fn retained_size(m: &RetainedMessage) -> usize {
     m.topic.len() + m.payload.len()
 }
 
+/// A tombstone deleted at least `SHADOW_TOMBSTONE_MS` before `at_ms`.
+fn tombstone_expired(record: &ShadowRecord, at_ms: u64) -> bool {
+    record.document.is_none()
+        && record
+            .deleted_at_ms
+            .is_some_and(|d| d.saturating_add(limits::SHADOW_TOMBSTONE_MS) <= at_ms)
+}
+
 fn seconds(at_ms: u64) -> u64 {
     at_ms / 1000
 }
@@ -279,6 +287,7 @@ impl State {
                 let mut record = existing.cloned().unwrap_or_default();
                 let max_state = self.quotas().shadow_state_bytes as usize;
                 let updated = record.update(key, &request, seconds(*at_ms), max_state)?;
+                record.deleted_at_ms = None;
                 self.shadows.insert(key.clone(), record);
                 changed.insert(StateKey::Shadow(key.clone()));
                 Ok(Applied::ShadowUpdated(updated))
@@ -301,6 +310,7 @@ impl State {
                     client_token.as_deref(),
                     seconds(*at_ms),
                 )?;
+                record.deleted_at_ms = Some(*at_ms);
                 changed.insert(StateKey::Shadow(key.clone()));
                 Ok(Applied::ShadowDeleted(body))
             }
@@ -551,6 +561,19 @@ impl State {
                 }
                 Ok(Applied::Done)
             }
+            Command::ForgetShadowTombstones { keys, at_ms } => {
+                for key in keys {
+                    let old_enough = self
+                        .shadows
+                        .get(key)
+                        .is_some_and(|r| tombstone_expired(r, *at_ms));
+                    if old_enough {
+                        self.shadows.remove(key);
+                        changed.insert(StateKey::Shadow(key.clone()));
+                    }
+                }
+                Ok(Applied::Done)
+            }
             Command::SetQuotas(quotas) => {
                 quotas.check()?;
                 self.quotas = Some(*quotas);
@@ -720,6 +743,28 @@ impl State {
             }
         }
         (expired, last.filter(|_| scanned == scan))
+    }
+
+    /// Shadow tombstones old enough to forget at `now_ms`, among the `scan`
+    /// shadows after `after` (exclusive), and where the next page starts: the
+    /// leader's sweep reads a page at a time under the lock.
+    pub fn stale_shadow_tombstones(
+        &self,
+        now_ms: u64,
+        after: Option<&ShadowKey>,
+        scan: usize,
+    ) -> (Vec<ShadowKey>, Option<ShadowKey>) {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
+        let (mut stale, mut last, mut scanned) = (Vec::new(), None, 0);
+        for (key, record) in self.shadows.range((start, Bound::Unbounded)).take(scan) {
+            scanned += 1;
+            last = Some(key.clone());
+            if tombstone_expired(record, now_ms) {
+                stale.push(key.clone());
+            }
+        }
+        (stale, last.filter(|_| scanned == scan))
     }
 
     /// How many retained messages are stored, and their payload bytes.

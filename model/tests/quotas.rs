@@ -237,3 +237,60 @@ fn a_quota_of_zero_or_above_its_ceiling_is_refused() {
     }
     assert_eq!(s.quotas(), Quotas::default());
 }
+
+/// A deleted shadow keeps its version for 48 hours (an update within them
+/// continues it, as AWS IoT does); after that the leader's command forgets the
+/// tombstone, judged by the time in the command, and a new shadow starts at 1.
+#[test]
+fn shadow_tombstones_are_forgotten_after_48_hours() {
+    use fleetcore_model::limits::SHADOW_TOMBSTONE_MS;
+    let mut s = State::default();
+    let update = |at_ms: u64| Command::UpdateShadow {
+        key: ShadowKey::classic("lamp"),
+        request: r#"{"state":{"reported":{"on":true}}}"#.into(),
+        at_ms,
+    };
+    let delete = |at_ms: u64| Command::DeleteShadow {
+        key: ShadowKey::classic("lamp"),
+        expected_version: None,
+        client_token: None,
+        at_ms,
+    };
+    let version = |s: &State| s.shadow(&ShadowKey::classic("lamp")).map(|r| r.version);
+    assert!(s.apply(&update(1_000)).is_ok());
+    assert!(s.apply(&update(2_000)).is_ok());
+    assert!(s.apply(&delete(3_000)).is_ok());
+    // Within 48 hours: nothing is stale, and an update continues the version.
+    let (stale, _) = s.stale_shadow_tombstones(3_000 + SHADOW_TOMBSTONE_MS - 1, None, 100);
+    assert!(stale.is_empty());
+    assert!(s.apply(&update(4_000)).is_ok());
+    assert_eq!(version(&s), Some(3));
+    assert!(s.apply(&delete(5_000)).is_ok());
+    // A sweep stamped too early removes nothing, even when it names the shadow.
+    let early = Command::ForgetShadowTombstones {
+        keys: vec![ShadowKey::classic("lamp")],
+        at_ms: 5_000 + SHADOW_TOMBSTONE_MS - 1,
+    };
+    assert!(s.apply(&early).is_ok());
+    assert_eq!(version(&s), Some(3));
+    let at = 5_000 + SHADOW_TOMBSTONE_MS;
+    let (stale, more) = s.stale_shadow_tombstones(at, None, 100);
+    assert_eq!(stale, vec![ShadowKey::classic("lamp")]);
+    assert_eq!(more, None);
+    let sweep = Command::ForgetShadowTombstones {
+        keys: stale,
+        at_ms: at,
+    };
+    assert!(s.apply(&sweep).is_ok());
+    assert_eq!(version(&s), None);
+    assert!(s.apply(&update(at + 1)).is_ok());
+    assert_eq!(version(&s), Some(1));
+    // A live shadow named in a sweep is left alone.
+    assert!(s
+        .apply(&Command::ForgetShadowTombstones {
+            keys: vec![ShadowKey::classic("lamp")],
+            at_ms: u64::MAX,
+        })
+        .is_ok());
+    assert_eq!(version(&s), Some(1));
+}

@@ -245,6 +245,38 @@ pub async fn run(
     Ok(())
 }
 
+/// On the leader: removes shadow tombstones older than AWS's 48 hours through the
+/// log (`ForgetShadowTombstones`, stamped with the leader's clock), a page of the
+/// shadows at a time under the state lock.
+async fn forget_shadow_tombstones<C: fleetcore_raft::Connector>(service: &Service<C>, page: usize) {
+    let mut after: Option<fleetcore_model::ShadowKey> = None;
+    loop {
+        let now = service.now_ms();
+        let (keys, next) =
+            service
+                .node()
+                .state()
+                .read()
+                .state
+                .stale_shadow_tombstones(now, after.as_ref(), page);
+        if !keys.is_empty() {
+            let count = keys.len();
+            let command = fleetcore_model::Command::ForgetShadowTombstones { keys, at_ms: now };
+            match service.propose(command).await {
+                Ok(_) => tracing::debug!(count, "shadow tombstones forgotten"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot forget shadow tombstones yet");
+                    return;
+                }
+            }
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => return,
+        }
+    }
+}
+
 /// On the leader, every few seconds: removes retained messages whose MQTT 5
 /// expiry passed, through the log (`ExpireRetained`, stamped with the leader's
 /// clock), so expired messages stop counting against the quotas and stop
@@ -253,11 +285,18 @@ pub async fn run(
 async fn sweep_expired_retained<C: fleetcore_raft::Connector>(service: Service<C>) {
     const EVERY: Duration = Duration::from_secs(5);
     const PAGE: usize = 1000;
+    // Shadow tombstones live 48 hours: looking once a minute is plenty.
+    const TOMBSTONES_EVERY: u64 = 12;
+    let mut round = 0u64;
     loop {
         tokio::time::sleep(EVERY).await;
         let node = service.node();
         if !node.is_leader() {
             continue;
+        }
+        round += 1;
+        if round.is_multiple_of(TOMBSTONES_EVERY) {
+            forget_shadow_tombstones(&service, PAGE).await;
         }
         let mut after: Option<String> = None;
         loop {

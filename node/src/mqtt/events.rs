@@ -172,7 +172,8 @@ impl RegistryChange {
             | C::SetRetained(_)
             | C::ExpireRetained { .. }
             | C::RecordIncarnation { .. }
-            | C::SetQuotas(_) => return None,
+            | C::SetQuotas(_)
+            | C::ForgetShadowTombstones { .. } => return None,
         })
     }
 }
