@@ -556,5 +556,19 @@ async fn cli_for_things_shadows_and_groups() -> anyhow::Result<()> {
         missing.to_string().contains("ResourceNotFoundException"),
         "{missing}"
     );
+    // Quotas: set two, read them back; a bad one fails with the reason.
+    run(vec!["quotas", "set", "things=5000", "thingGroups=70"]).await?;
+    let quotas: Value = serde_json::from_str(&run(vec!["quotas", "get", "--json"]).await?)?;
+    assert_eq!(quotas["things"], 5000);
+    assert_eq!(quotas["thingGroups"], 70);
+    let table = run(vec!["quotas", "get"]).await?;
+    assert!(
+        table.contains("things") && table.contains("5000"),
+        "{table}"
+    );
+    let bad = run(vec!["quotas", "set", "things=0"])
+        .await
+        .expect_err("fails");
+    assert!(bad.to_string().contains("InvalidRequestException"), "{bad}");
     Ok(())
 }

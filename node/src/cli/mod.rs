@@ -48,6 +48,13 @@ enum Command {
         #[command(subcommand)]
         command: registry::GroupCommand,
     },
+    /// Quotas of the replicated state (the same on every node).
+    Quotas {
+        #[command(flatten)]
+        target: registry::Target,
+        #[command(subcommand)]
+        command: registry::QuotaCommand,
+    },
     /// Benchmarks against a running cluster.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -167,6 +174,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Thing { target, command } => registry::thing(target, command).await,
         Command::Shadow { target, command } => registry::shadow(target, command).await,
         Command::Group { target, command } => registry::group(target, command).await,
+        Command::Quotas { target, command } => registry::quotas(target, command).await,
     }
 }
 

@@ -53,6 +53,19 @@ pub(crate) enum ThingCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum QuotaCommand {
+    /// Print the quotas in force.
+    Get,
+    /// Change quotas, `name=value`, repeatable (e.g. `things=50000`); the others
+    /// are kept.
+    Set {
+        /// `name=value` pairs; names as `GET /quotas` prints them.
+        #[arg(required = true)]
+        quotas: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum ShadowCommand {
     /// Print a shadow document.
     Get {
@@ -421,4 +434,33 @@ pub(crate) async fn group(target: Target, command: GroupCommand) -> anyhow::Resu
             })
         }
     }
+}
+
+pub(crate) async fn quotas(target: Target, command: QuotaCommand) -> anyhow::Result<()> {
+    use reqwest::Method as M;
+    let api = Api::new(&target)?;
+    let v = match command {
+        QuotaCommand::Get => api.call(M::GET, "/quotas", None).await?,
+        QuotaCommand::Set { quotas } => {
+            let mut body = serde_json::Map::new();
+            for pair in quotas {
+                let (name, value) = pair
+                    .split_once('=')
+                    .with_context(|| format!("'{pair}' is not name=value"))?;
+                let value: u64 = value
+                    .parse()
+                    .with_context(|| format!("quota {name}: '{value}' is not a number"))?;
+                body.insert(name.to_string(), json!(value));
+            }
+            api.call(M::PUT, "/quotas", Some(Value::Object(body)))
+                .await?
+        }
+    };
+    print(&target, &v, |v| {
+        if let Some(quotas) = v.as_object() {
+            for (name, value) in quotas {
+                println!("{name:<22} {value}");
+            }
+        }
+    })
 }
