@@ -132,12 +132,13 @@ fn main() -> anyhow::Result<()> {
         Command::Drill { kills, binary, dir } => return drill(kills, binary, dir),
         Command::Sim(args) => args,
     };
-    println!("| nodes | seeds | faults | operations | acknowledged | violations | slowest seed |");
-    println!("|------:|------:|-------:|-----------:|-------------:|-----------:|:-------------|");
+    println!("| nodes | seeds | faults | with a replacement | operations | acknowledged | violations | slowest seed |");
+    println!("|------:|------:|-------:|-------------------:|-----------:|-------------:|-----------:|:-------------|");
     let mut failed = false;
     for n in nodes.split(',') {
         let n: usize = n.trim().parse()?;
         let (mut faults, mut ops, mut acked, mut violations) = (0, 0, 0, 0);
+        let mut replacing_seeds = 0;
         let mut slowest = (Duration::ZERO, 0);
         for seed in first..first + seeds {
             let config = SimConfig {
@@ -152,8 +153,22 @@ fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             match run(&config) {
                 Ok(report) => {
+                    let replaced = report
+                        .faults
+                        .iter()
+                        .filter(|f| f.contains("added node"))
+                        .count();
+                    replacing_seeds += usize::from(replaced > 0);
                     if verbose {
-                        eprintln!("seed {seed}: {} simulated ms", report.simulated_ms);
+                        eprintln!(
+                            "{n} nodes, seed {seed}: ok, {} operations, {} acknowledged, {} faults \
+                             ({replaced} nodes replaced), {} simulated ms, {:.1} s",
+                            report.operations,
+                            report.acknowledged,
+                            report.faults.len(),
+                            report.simulated_ms,
+                            started.elapsed().as_secs_f64()
+                        );
                     }
                     faults += report.faults.len();
                     ops += report.operations;
@@ -176,7 +191,7 @@ fn main() -> anyhow::Result<()> {
             slowest = slowest.max((started.elapsed(), seed));
         }
         println!(
-            "| {n} | {seeds} | {faults} | {ops} | {acked} | {violations} | {} ({:.1} s) |",
+            "| {n} | {seeds} | {faults} | {replacing_seeds} | {ops} | {acked} | {violations} | {} ({:.1} s) |",
             slowest.1,
             slowest.0.as_secs_f64()
         );

@@ -3,7 +3,7 @@
 //! messages, and the exactly-once table of recent requests.
 //!
 //! Owns: [`Command`], [`State::apply`], every validation rule and limit ([`limits`]).
-//! Uses: serde, serde_json, thiserror. Nothing else.
+//! Uses: serde, serde_json, thiserror, base64 (binary fields in JSON records). Nothing else.
 //! Must not depend on: tokio, openraft, rocksdb, tonic. Must not read a clock,
 //! a random number or the environment: time and generated ids arrive inside a
 //! [`Command`], so every replica that applies the same log holds identical state.
@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod bytes_field;
 pub mod command;
 pub mod error;
 pub mod limits;

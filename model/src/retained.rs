@@ -16,7 +16,8 @@ pub const PAYLOAD_BYTES_MAX: usize = 256 * 1024;
 pub struct RetainedMessage {
     /// Topic name.
     pub topic: String,
-    /// Payload; empty clears the topic.
+    /// Payload; empty clears the topic. Base64 in JSON records.
+    #[serde(with = "crate::bytes_field")]
     pub payload: Vec<u8>,
     /// QoS it was published with.
     pub qos: u8,
@@ -26,7 +27,8 @@ pub struct RetainedMessage {
     pub content_type: Option<String>,
     /// MQTT 5 response topic.
     pub response_topic: Option<String>,
-    /// MQTT 5 correlation data.
+    /// MQTT 5 correlation data. Base64 in JSON records.
+    #[serde(with = "crate::bytes_field::option")]
     pub correlation_data: Option<Vec<u8>>,
     /// MQTT 5 user properties.
     pub user: Vec<(String, String)>,

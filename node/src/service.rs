@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use fleetcore_model::shadow::{ShadowUpdateRequest, ShadowUpdated};
 use fleetcore_model::{
-    names, Applied, AttributeUpdate, Command, Outcome, ShadowKey, Thing, ThingQuery,
+    names, Applied, AttributeUpdate, Command, Outcome, RetainedMessage, ShadowKey, Thing,
+    ThingQuery,
 };
 use fleetcore_raft::{Connector, RaftNode};
 use serde_json::Value;
@@ -207,7 +208,46 @@ impl<C: Connector> Service<C> {
         Ok(ThingPage { things, next_token })
     }
 
-    /// UpdateThingShadow: returns the `/update/accepted` document.
+    /// ListRetainedMessages: up to `limit` live retained messages after topic
+    /// `after`, in topic order, and the topic to go on from when more remain.
+    pub async fn list_retained(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<RetainedMessage>, Option<String>), ApiError> {
+        self.node.linearizable_read().await?;
+        let now = self.now_ms();
+        let applied = self.node.state().read();
+        let mut page: Vec<RetainedMessage> = applied
+            .state
+            .retained_with_prefix("", after)
+            .filter(|m| m.expires_at_ms.is_none_or(|e| e > now))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|m| m.topic.clone())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    /// GetRetainedMessage: the live retained message of `topic`.
+    pub async fn get_retained(&self, topic: &str) -> Result<RetainedMessage, ApiError> {
+        self.node.linearizable_read().await?;
+        let now = self.now_ms();
+        let applied = self.node.state().read();
+        let found = applied
+            .state
+            .retained_with_prefix(topic, None)
+            .next()
+            .filter(|m| m.topic == topic && m.expires_at_ms.is_none_or(|e| e > now))
+            .cloned();
+        found.ok_or_else(|| ApiError::not_found(format!("no retained message on {topic}")))
+    }
+
     pub async fn update_shadow(&self, key: ShadowKey, body: &[u8]) -> Result<Value, ApiError> {
         self.update_shadow_full(key, body).await.map(|u| u.accepted)
     }

@@ -168,3 +168,27 @@ def test_thing_groups_form_a_tree():
     iot.delete_thing_group(thingGroupName="floor-1")
     with pytest.raises(iot.exceptions.ResourceNotFoundException):
         iot.describe_thing_group(thingGroupName="floor-1")
+
+
+def test_retained_messages_are_listed_and_read():
+    topics = [f"boto/retained/{i}" for i in range(5)]
+    for i, topic in enumerate(topics):
+        data.publish(topic=topic, qos=1, retain=True, payload=bytes([0, 255, i]))
+    paginator = data.get_paginator("list_retained_messages")
+    seen = [
+        m
+        for page in paginator.paginate(PaginationConfig={"PageSize": 2})
+        for m in page["retainedTopics"]
+        if m["topic"].startswith("boto/retained/")
+    ]
+    assert [m["topic"] for m in seen] == topics
+    assert all(m["payloadSize"] == 3 and m["qos"] == 1 for m in seen)
+    got = data.get_retained_message(topic="boto/retained/3")
+    assert got["topic"] == "boto/retained/3"
+    assert got["payload"] == bytes([0, 255, 3])
+    assert got["qos"] == 1
+    assert got["lastModifiedTime"] > 1_600_000_000_000
+    # An empty retained publish clears the topic.
+    data.publish(topic="boto/retained/3", qos=1, retain=True, payload=b"")
+    with pytest.raises(data.exceptions.ResourceNotFoundException):
+        data.get_retained_message(topic="boto/retained/3")

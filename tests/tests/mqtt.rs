@@ -1304,3 +1304,341 @@ async fn qos1_forwards_survive_node_link_resets() {
     sub.task.abort();
     publisher.task.abort();
 }
+
+/// A PUBLISH with first byte `header` (type, dup, QoS, retain), packet id when
+/// QoS > 0, an empty property list for MQTT 5.
+fn raw_publish(header: u8, topic: &str, pkid: Option<u16>, v5: bool, payload: &[u8]) -> Vec<u8> {
+    let mut body = (topic.len() as u16).to_be_bytes().to_vec();
+    body.extend_from_slice(topic.as_bytes());
+    if let Some(id) = pkid {
+        body.extend_from_slice(&id.to_be_bytes());
+    }
+    if v5 {
+        body.push(0);
+    }
+    body.extend_from_slice(payload);
+    assert!(body.len() < 128, "one-byte remaining length only");
+    let mut p = vec![header, body.len() as u8];
+    p.extend(body);
+    p
+}
+
+/// Reads one packet: its first byte and its body, within [`WAIT`].
+async fn read_packet(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    tokio::time::timeout(WAIT, async {
+        let first = s.read_u8().await.unwrap();
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let b = s.read_u8().await.unwrap();
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        s.read_exact(&mut body).await.unwrap();
+        (first, body)
+    })
+    .await
+    .expect("no packet from the server")
+}
+
+/// Every retained topic node `url` lists, paging through ListRetainedMessages.
+async fn retained_topics(http: &reqwest::Client, url: &str) -> Option<Vec<String>> {
+    let mut topics = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let mut request = http
+            .get(format!("{url}/retainedMessage"))
+            .query(&[("maxResults", "200")]);
+        if let Some(token) = &next {
+            request = request.query(&[("nextToken", token)]);
+        }
+        let page: Value = request.send().await.ok()?.json().await.ok()?;
+        for t in page["retainedTopics"].as_array()? {
+            topics.push(t["topic"].as_str()?.to_string());
+        }
+        match page["nextToken"].as_str() {
+            Some(token) => next = Some(token.to_string()),
+            None => return Some(topics),
+        }
+    }
+}
+
+/// What: one connection's flood of retained publishes is paced (the node stops
+/// reading it while 64 wait for their commit) and every one is kept; a retained
+/// publish that a quota refuses is never acknowledged as kept: MQTT 5 gets PUBACK
+/// 0x97 (quota exceeded), MQTT 3.1.1, whose PUBACK cannot refuse, is disconnected;
+/// ListRetainedMessages and GetRetainedMessage show what is kept.
+/// Why: each retained publish spawned its own proposal, so a flood from one client
+/// ran into the node's bound of writes in flight and QoS 0 ones were dropped; and a
+/// 3.1.1 client was told a refused retained message was stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_floods_are_paced_and_refused_retains_are_never_acknowledged() {
+    const FLOOD: usize = 6000;
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = |id| cluster.node(id).mqtt_port();
+    let http = reqwest::Client::new();
+
+    let mut flooder = tokio::net::TcpStream::connect(("127.0.0.1", port(2)))
+        .await
+        .unwrap();
+    flooder
+        .write_all(&raw_connect("flooder", 60))
+        .await
+        .unwrap();
+    assert_eq!(read_packet(&mut flooder).await, (0x20, vec![0, 0]));
+    let mut burst = Vec::new();
+    for i in 0..FLOOD {
+        burst.extend(raw_publish(
+            0x31,
+            &format!("flood/{i:05}"),
+            None,
+            false,
+            b"x",
+        ));
+    }
+    burst.extend(raw_publish(0x33, "flood/last", Some(1), false, b"done"));
+    tokio::time::timeout(WAIT, flooder.write_all(&burst))
+        .await
+        .expect("the node never read the whole burst")
+        .unwrap();
+    // PUBACK once committed.
+    assert_eq!(read_packet(&mut flooder).await, (0x40, vec![0, 1]));
+    let url3 = cluster.node(3).url();
+    let topics = eventually("every retained publish kept", WAIT, || async {
+        let topics = retained_topics(&http, &url3).await?;
+        (topics.len() == FLOOD + 1).then_some(topics)
+    })
+    .await
+    .unwrap();
+    assert_eq!(topics[0], "flood/00000");
+    assert_eq!(topics[FLOOD], "flood/last");
+    let last: Value = http
+        .get(format!("{url3}/retainedMessage/flood%2Flast"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(last["payload"], "ZG9uZQ==", "{last}");
+    assert_eq!(last["qos"], 1);
+    assert!(last["lastModifiedTime"].as_u64().unwrap() > 1_600_000_000_000);
+    let missing = http
+        .get(format!("{url3}/retainedMessage/flood%2Fnone"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // Fill the retained-count quota.
+    let set = http
+        .put(format!("{}/quotas", cluster.node(1).url()))
+        .body(format!(r#"{{"retainedMessages": {}}}"#, FLOOD + 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+
+    // MQTT 3.1.1: closed without PUBACK.
+    let mut v4 = tokio::net::TcpStream::connect(("127.0.0.1", port(3)))
+        .await
+        .unwrap();
+    v4.write_all(&raw_connect("over-v4", 60)).await.unwrap();
+    assert_eq!(read_packet(&mut v4).await, (0x20, vec![0, 0]));
+    v4.write_all(&raw_publish(0x33, "over/v4", Some(7), false, b"x"))
+        .await
+        .unwrap();
+    let rest = read_until_closed(&mut v4, WAIT)
+        .await
+        .expect("a refused retained publish left the 3.1.1 client connected");
+    assert!(rest.is_empty(), "3.1.1 client was sent {rest:?}");
+
+    // MQTT 5: PUBACK 0x97; an update of a kept topic adds none and is accepted.
+    let mut v5 = tokio::net::TcpStream::connect(("127.0.0.1", port(1)))
+        .await
+        .unwrap();
+    let mut connect = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0];
+    connect.extend_from_slice(&7u16.to_be_bytes());
+    connect.extend_from_slice(b"over-v5");
+    let mut packet = vec![0x10, connect.len() as u8];
+    packet.extend(connect);
+    v5.write_all(&packet).await.unwrap();
+    let (first, connack) = read_packet(&mut v5).await;
+    assert_eq!((first, connack[1]), (0x20, 0), "CONNACK {connack:?}");
+    v5.write_all(&raw_publish(0x33, "over/v5", Some(9), true, b"x"))
+        .await
+        .unwrap();
+    let (first, puback) = read_packet(&mut v5).await;
+    assert_eq!((first, &puback[..3]), (0x40, &[0, 9, 0x97][..]));
+    v5.write_all(&raw_publish(0x33, "flood/00001", Some(10), true, b"y"))
+        .await
+        .unwrap();
+    let (first, puback) = read_packet(&mut v5).await;
+    assert_eq!((first, &puback[..2]), (0x40, &[0, 10][..]));
+    assert_eq!(puback.get(2).copied().unwrap_or(0), 0, "{puback:?}");
+
+    let topics = retained_topics(&http, &url3).await.unwrap();
+    assert_eq!(topics.len(), FLOOD + 1);
+    assert!(
+        !topics.iter().any(|t| t.starts_with("over/")),
+        "a refused retain was kept"
+    );
+}
+
+/// The `q`-quantile of `samples` (sorted in place).
+fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    samples.sort();
+    let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+    samples[i]
+}
+
+/// `n` shadow updates one after another through node `url`; their latencies.
+async fn timed_shadow_writes(http: &reqwest::Client, url: &str, n: usize) -> Vec<Duration> {
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        let r = http
+            .post(format!("{url}/things/load-{}/shadow", i % 8))
+            .body(format!(r#"{{"state":{{"reported":{{"n":{i}}}}}}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        took.push(started.elapsed());
+    }
+    took
+}
+
+/// What: on a large state (30,000 retained messages), polling `/cluster/status` on
+/// every node and subscribing to `#` over and over (matching 30,000 retained
+/// messages each) while shadow writes go on leaves the writes' p99 where it was without
+/// them (within 2× + 30 ms on a shared 2-core machine).
+/// Why: status used to serialize and hash the whole state, and a `#` subscribe
+/// cloned every retained message, both under the state lock that apply needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_polls_and_wildcard_subscribes_do_not_stall_writes() {
+    const RETAINED: u16 = 30_000;
+    const WRITES: usize = 300;
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = |id| cluster.node(id).mqtt_port();
+    let http = reqwest::Client::new();
+    let url1 = cluster.node(1).url();
+
+    // The large state: retained QoS 1 publishes, each acknowledged once committed.
+    let filler = tokio::net::TcpStream::connect(("127.0.0.1", port(1)))
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = filler.into_split();
+    wr.write_all(&raw_connect("filler", 60)).await.unwrap();
+    let writer = tokio::spawn(async move {
+        let mut burst = Vec::new();
+        for i in 1..=RETAINED {
+            burst.extend(raw_publish(
+                0x33,
+                &format!("big/{i:05}"),
+                Some(i),
+                false,
+                b"0123456789",
+            ));
+        }
+        wr.write_all(&burst).await.unwrap();
+        wr
+    });
+    let mut acked = 0;
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while acked < usize::from(RETAINED) {
+            let n = rd.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "filler connection closed after {acked} acks");
+            buf.extend_from_slice(&chunk[..n]);
+            // CONNACK and PUBACKs are 4 bytes each.
+            while buf.len() >= 4 {
+                let packet: Vec<u8> = buf.drain(..4).collect();
+                if packet[0] == 0x40 {
+                    acked += 1;
+                }
+            }
+        }
+    })
+    .await
+    .expect("retained fill not acknowledged in time");
+    let _wr = writer.await.unwrap();
+
+    let mut base = timed_shadow_writes(&http, &url1, WRITES).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let polls = {
+        let (stop, http) = (stop.clone(), http.clone());
+        let urls: Vec<String> = (1..=3).map(|id| cluster.node(id).url()).collect();
+        tokio::spawn(async move {
+            let mut polls = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let status: Value = http
+                    .get(format!("{}/cluster/status", urls[polls % 3]))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert!(status["state_digest"].as_str().is_some(), "{status}");
+                polls += 1;
+            }
+            polls
+        })
+    };
+    let subscribes = {
+        let stop = stop.clone();
+        let mqtt = port(2);
+        tokio::spawn(async move {
+            let mut rounds = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut s = tokio::net::TcpStream::connect(("127.0.0.1", mqtt))
+                    .await
+                    .unwrap();
+                s.write_all(&raw_connect(&format!("wild-{rounds}"), 60))
+                    .await
+                    .unwrap();
+                assert_eq!(read_packet(&mut s).await.0, 0x20);
+                // SUBSCRIBE pkid 1, `#` at QoS 0.
+                s.write_all(&[0x82, 6, 0, 1, 0, 1, b'#', 0]).await.unwrap();
+                // QoS 0 beyond a session's queue bound (1,000) is dropped, so
+                // count up to it: the subscribe itself matched all 30,000.
+                let mut retained = 0;
+                while retained < 1_000 {
+                    let (first, _) = read_packet(&mut s).await;
+                    if first & 0xf0 == 0x30 && first & 1 == 1 {
+                        retained += 1;
+                    }
+                }
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let mut loaded = timed_shadow_writes(&http, &url1, WRITES).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let polls = polls.await.unwrap();
+    let rounds = subscribes.await.unwrap();
+
+    let (base_p50, base_p99) = (quantile(&mut base, 0.5), quantile(&mut base, 0.99));
+    let (loaded_p50, loaded_p99) = (quantile(&mut loaded, 0.5), quantile(&mut loaded, 0.99));
+    eprintln!(
+        "writes alone: p50 {base_p50:?} p99 {base_p99:?}; with {polls} status polls and \
+         {rounds} `#` subscribes: p50 {loaded_p50:?} p99 {loaded_p99:?}"
+    );
+    assert!(
+        polls >= 10 && rounds >= 1,
+        "the reads did not run: {polls} polls, {rounds} subscribes"
+    );
+    assert!(
+        loaded_p99 <= base_p99 * 2 + Duration::from_millis(30),
+        "write p99 {loaded_p99:?} under reads, {base_p99:?} without"
+    );
+}

@@ -5,6 +5,7 @@ mod cluster;
 pub use cluster::AddMember as AddMemberBody;
 mod publish;
 mod quotas;
+mod retained;
 mod shadows;
 mod thing_groups;
 mod thing_types;
@@ -88,6 +89,8 @@ pub fn router<C: Connector>(service: Service<C>) -> Router {
         .route("/topics/{*topic}", post(publish::publish::<C>))
         .route("/mqtt/stats", get(publish::stats::<C>))
         .route("/mqtt/links/reset", post(publish::reset_links::<C>))
+        .route("/retainedMessage", get(retained::list::<C>))
+        .route("/retainedMessage/{*topic}", get(retained::get::<C>))
         .route("/quotas", get(quotas::get::<C>).put(quotas::put::<C>))
         .route("/healthz", get(cluster::healthz))
         .route("/readyz", get(cluster::readyz::<C>))

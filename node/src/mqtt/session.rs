@@ -26,6 +26,10 @@ use super::topic;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest client id accepted (AWS IoT's limit).
 const CLIENT_ID_MAX: usize = 128;
+/// Retained publishes of one connection waiting for their commit. At the bound
+/// the connection stops reading (TCP pushes back on the client) until one is
+/// done, so a flooding client queues no work on the node and loses nothing.
+pub const RETAINED_PUBLISHES_PER_CLIENT_MAX: usize = 64;
 
 /// Facts about a new connection from its listener.
 #[derive(Debug, Clone)]
@@ -285,6 +289,7 @@ async fn accept<W: AsyncWrite + Unpin>(
         aliases: HashMap::new(),
         grant: Some(grant),
         deferred: None,
+        retained_in_flight: 0,
     })
 }
 
@@ -302,12 +307,25 @@ struct Connection {
     receive_max: usize,
     aliases: HashMap<u16, String>,
     grant: Option<Grant>,
-    /// Acks that wait for something (a retained message's commit). Created on
-    /// first use: a channel costs kilobytes, and most connections never need one.
+    /// Retained publishes whose commit this connection waits for, to finish
+    /// their acknowledgement. Created on first use: a channel costs kilobytes,
+    /// and most connections never need one. Unbounded, but at most
+    /// `RETAINED_PUBLISHES_PER_CLIENT_MAX` are ever in it.
     deferred: Option<(
-        mpsc::UnboundedSender<Outbound>,
-        mpsc::UnboundedReceiver<Outbound>,
+        mpsc::UnboundedSender<RetainedStored>,
+        mpsc::UnboundedReceiver<RetainedStored>,
     )>,
+    /// Retained publishes spawned and not yet back through `deferred`.
+    retained_in_flight: usize,
+}
+
+/// A retained publish's commit, back on its connection.
+#[derive(Debug)]
+struct RetainedStored {
+    pkid: u16,
+    qos: Qos,
+    topic: String,
+    result: Result<(), (AckCode, String)>,
 }
 
 impl Connection {
@@ -339,8 +357,9 @@ impl Connection {
         };
         let mailbox = self.grant().mailbox.clone();
         let end = 'conn: loop {
-            // Packets already buffered (several may arrive in one read).
-            loop {
+            // Packets already buffered (several may arrive in one read), until
+            // the retained bound says wait.
+            while self.retained_in_flight < RETAINED_PUBLISHES_PER_CLIENT_MAX {
                 match self.codec.decode(&mut buf) {
                     Ok(Some(packet)) => {
                         if let Err(end) = self.handle(packet) {
@@ -364,7 +383,10 @@ impl Connection {
                 }
                 self.out.clear();
             }
-            let deadline = self.keep_alive.map(|k| last_heard + k);
+            // Not reading is the node's choice, not the client's silence: no
+            // keepalive while paused, and the clock restarts when reading does.
+            let paused = self.retained_in_flight >= RETAINED_PUBLISHES_PER_CLIENT_MAX;
+            let deadline = self.keep_alive.filter(|_| !paused).map(|k| last_heard + k);
             make_room(&mut buf);
             // Biased, so the same readiness always takes the same branch (a seed
             // replays exactly); nothing starves: the mailbox is pumped every turn
@@ -372,9 +394,16 @@ impl Connection {
             tokio::select! {
                 biased;
                 k = &mut kick => break End::Kicked(k.unwrap_or(Kick::TakenOver)),
-                Some(ack) = recv_deferred(&mut self.deferred) => self.send(ack),
+                Some(done) = recv_deferred(&mut self.deferred) => {
+                    if paused {
+                        last_heard = Instant::now();
+                    }
+                    if let Err(end) = self.on_retained_stored(done) {
+                        break end;
+                    }
+                }
                 _ = mailbox.notify.notified() => {}
-                r = rd.read_buf(&mut buf) => match r {
+                r = rd.read_buf(&mut buf), if !paused => match r {
                     Ok(0) | Err(_) => break End::Network,
                     Ok(_) => last_heard = Instant::now(),
                 },
@@ -747,31 +776,59 @@ impl Connection {
     }
 
     /// Stores a retained message through Raft; a QoS 1/2 publish is acknowledged
-    /// once it is committed.
+    /// once it is committed (`on_retained_stored`).
     fn store_retained(&mut self, p: Publish) {
         let Some(store) = self.broker.retained() else {
             return;
         };
-        let qos = p.message.qos;
-        let pkid = p.pkid;
-        let acks = self
+        let (pkid, qos, topic) = (p.pkid, p.message.qos, p.message.topic.clone());
+        let done = self
             .deferred
             .get_or_insert_with(mpsc::unbounded_channel)
             .0
             .clone();
+        self.retained_in_flight += 1;
         let fut = store.store(p.message);
         tokio::spawn(async move {
-            let code = match fut.await {
-                Ok(()) => AckCode::Success,
-                Err((code, _)) => code,
-            };
-            let ack = match qos {
-                Qos::AtMostOnce => return,
-                Qos::AtLeastOnce => Outbound::PubAck(pkid, code),
-                Qos::ExactlyOnce => Outbound::PubRec(pkid, code),
-            };
-            let _ = acks.send(ack);
+            let result = fut.await;
+            let _ = done.send(RetainedStored {
+                pkid,
+                qos,
+                topic,
+                result,
+            });
         });
+    }
+
+    /// Finishes a retained publish's acknowledgement. MQTT 3.1.1 cannot refuse in
+    /// PUBACK/PUBREC, and acknowledging would tell the client a message was kept
+    /// that was not: the connection is closed instead (the client resends it).
+    fn on_retained_stored(&mut self, done: RetainedStored) -> Result<(), End> {
+        self.retained_in_flight = self.retained_in_flight.saturating_sub(1);
+        let code = match done.result {
+            Ok(()) => AckCode::Success,
+            Err((code, why)) => {
+                if done.qos != Qos::AtMostOnce && self.version == Version::V311 {
+                    return Err(End::Protocol(
+                        DisconnectCode::QuotaExceeded,
+                        format!("retained publish to {} not stored: {why}", done.topic),
+                    ));
+                }
+                code
+            }
+        };
+        match done.qos {
+            Qos::AtMostOnce => {}
+            Qos::AtLeastOnce => self.send(Outbound::PubAck(done.pkid, code)),
+            Qos::ExactlyOnce => {
+                if code != AckCode::Success {
+                    // A PUBREC with an error ends the exchange: no PUBREL follows.
+                    self.grant().core.inbound_qos2.remove(&done.pkid);
+                }
+                self.send(Outbound::PubRec(done.pkid, code));
+            }
+        }
+        Ok(())
     }
 
     fn on_subscribe(
@@ -887,13 +944,13 @@ fn make_room(buf: &mut BytesMut) {
     }
 }
 
-/// The next deferred ack, or never when there is no channel yet.
+/// The next finished retained publish, or never when there is no channel yet.
 async fn recv_deferred(
     deferred: &mut Option<(
-        mpsc::UnboundedSender<Outbound>,
-        mpsc::UnboundedReceiver<Outbound>,
+        mpsc::UnboundedSender<RetainedStored>,
+        mpsc::UnboundedReceiver<RetainedStored>,
     )>,
-) -> Option<Outbound> {
+) -> Option<RetainedStored> {
     match deferred {
         Some((_, rx)) => rx.recv().await,
         None => std::future::pending().await,
