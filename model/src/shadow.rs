@@ -201,9 +201,25 @@ fn take_section(
                     limits::SHADOW_DEPTH_MAX
                 )));
             }
+            if m.values().any(contains_null_in_array) {
+                // `null` means "delete this key" in an update; inside an array it
+                // has no meaning, and AWS IoT refuses it.
+                return Err(Rejection::invalid(format!(
+                    "{name} node contains an array with a null element"
+                )));
+            }
             Ok(Some(Some(m)))
         }
         Some(_) => Err(Rejection::invalid(format!("{name} node must be an object"))),
+    }
+}
+
+/// True when an array at any depth of `v` has a `null` element.
+fn contains_null_in_array(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.iter().any(|e| e.is_null() || contains_null_in_array(e)),
+        Value::Object(m) => m.values().any(contains_null_in_array),
+        _ => false,
     }
 }
 

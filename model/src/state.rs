@@ -897,6 +897,36 @@ impl State {
             .collect()
     }
 
+    /// ListNamedShadowsForThing: up to `limit` names of `thing`'s live named
+    /// shadows after `after`, in name order, and the name to go on from.
+    pub fn named_shadows_page(
+        &self,
+        thing: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<String>, Option<String>) {
+        let start = ShadowKey::named(thing, after.unwrap_or(""));
+        let mut names: Vec<String> = self
+            .shadows
+            .range(start..)
+            .take_while(|(k, _)| k.thing == thing)
+            .filter(|(k, r)| {
+                !k.name.is_empty()
+                    && r.document.is_some()
+                    && after.is_none_or(|a| k.name.as_str() > a)
+            })
+            .map(|(k, _)| k.name.clone())
+            .take(limit.saturating_add(1))
+            .collect();
+        if names.len() > limit {
+            names.truncate(limit);
+            let next = names.last().cloned();
+            (names, next)
+        } else {
+            (names, None)
+        }
+    }
+
     /// True when nothing is stored.
     pub fn is_empty(&self) -> bool {
         self.things.is_empty()

@@ -221,6 +221,14 @@ fn bad_requests_are_rejected_with_aws_messages() {
             br#"{"state": {"desired": {"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}}}}"#,
             "nesting",
         ),
+        (
+            br#"{"state": {"reported": {"temps": [20, null, 21]}}}"#,
+            "array with a null element",
+        ),
+        (
+            br#"{"state": {"desired": {"a": {"b": [[1], [null]]}}}}"#,
+            "array with a null element",
+        ),
     ];
     for (body, message) in cases {
         let err = ShadowUpdateRequest::parse(body).unwrap_err();

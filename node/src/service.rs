@@ -326,10 +326,20 @@ impl<C: Connector> Service<C> {
     }
 
     /// ListNamedShadowsForThing, linearizable.
-    pub async fn list_named_shadows(&self, thing: &str) -> Result<Vec<String>, ApiError> {
+    pub async fn list_named_shadows(
+        &self,
+        thing: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<String>), ApiError> {
         names::check_thing_name(thing)?;
         self.node.linearizable_read().await?;
-        Ok(self.node.state().read().state.named_shadows(thing))
+        Ok(self
+            .node
+            .state()
+            .read()
+            .state
+            .named_shadows_page(thing, after, limit))
     }
 }
 

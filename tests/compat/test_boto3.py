@@ -90,6 +90,28 @@ def test_shadow_round_trip():
     )
     named = data.list_named_shadows_for_thing(thingName="boto-lamp")
     assert named["results"] == ["config"]
+    assert "nextToken" not in named
+    # Paged: five more named shadows, two per page, in name order.
+    for name in ["n1", "n2", "n3", "n4", "n5"]:
+        data.update_thing_shadow(
+            thingName="boto-lamp", shadowName=name, payload=json.dumps({"state": {"reported": {"x": 1}}})
+        )
+    pages, token = [], None
+    while True:
+        kwargs = {"nextToken": token} if token else {}
+        page = data.list_named_shadows_for_thing(thingName="boto-lamp", pageSize=2, **kwargs)
+        pages.append(page["results"])
+        token = page.get("nextToken")
+        if not token:
+            break
+    assert pages == [["config", "n1"], ["n2", "n3"], ["n4", "n5"]]
+    for name in ["n1", "n2", "n3", "n4", "n5"]:
+        data.delete_thing_shadow(thingName="boto-lamp", shadowName=name)
+    # AWS refuses null inside arrays (null only means "delete this key").
+    with pytest.raises(data.exceptions.InvalidRequestException):
+        data.update_thing_shadow(
+            thingName="boto-lamp", payload=json.dumps({"state": {"reported": {"temps": [1, None]}}})
+        )
     deleted = json.loads(data.delete_thing_shadow(thingName="boto-lamp", shadowName="config")["payload"].read())
     assert deleted["version"] == 1
     with pytest.raises(data.exceptions.ResourceNotFoundException):

@@ -166,6 +166,20 @@ async fn registry_and_shadow_api() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(named["results"], json!(["cfg"]));
+    for size in ["0", "101"] {
+        let (s, kind, _) = call(
+            &http,
+            M::GET,
+            format!("{u}/api/things/shadow/ListNamedShadowsForThing/t1?pageSize={size}"),
+            None,
+        )
+        .await?;
+        assert_eq!(
+            (s, kind.as_str()),
+            (400, "InvalidRequestException"),
+            "pageSize={size}"
+        );
+    }
     let (s, _, del) = call(
         &http,
         M::DELETE,

@@ -33,7 +33,8 @@ fn others(ids: &[u64], leader: u64) -> Vec<u64> {
 }
 
 /// What: a write sent to a follower commits and every node serves it with a
-/// linearizable read; the replicas' state digests agree.
+/// linearizable read; the replicas' state digests agree; its log file has no
+/// terminal colour codes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_through_follower_is_read_everywhere() -> anyhow::Result<()> {
     let _serial = serial().await;
@@ -88,6 +89,11 @@ async fn write_through_follower_is_read_everywhere() -> anyhow::Result<()> {
     .await
     .map_err(|e| e.context(c.logs()))?;
     assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
+
+    // Logs written to a file carry no terminal colour codes.
+    let log = c.node(leader).log();
+    assert!(log.contains("INFO"), "no log lines: {log}");
+    assert!(!log.contains('\x1b'), "colour codes in a log file: {log}");
     Ok(())
 }
 

@@ -1489,6 +1489,80 @@ async fn retained_floods_are_paced_and_refused_retains_are_never_acknowledged() 
     );
 }
 
+/// What: every topic that starts with `$` is reserved, as in AWS IoT: a publish
+/// to one no handler serves is refused (MQTT 5: PUBACK 0x87; 3.1.1: the
+/// connection is closed with no PUBACK; HTTP: 403), while shadow requests on
+/// `$aws/things/...` are still served.
+/// Why: `$SYS/...` and other `$` topics used to be routed like any topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dollar_topic_is_reserved() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let port = cluster.node(1).mqtt_port();
+
+    let mut v5 = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut connect = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0];
+    connect.extend_from_slice(&6u16.to_be_bytes());
+    connect.extend_from_slice(b"dollar");
+    let mut packet = vec![0x10, connect.len() as u8];
+    packet.extend(connect);
+    v5.write_all(&packet).await.unwrap();
+    let (first, connack) = read_packet(&mut v5).await;
+    assert_eq!((first, connack[1]), (0x20, 0), "CONNACK {connack:?}");
+    for (pkid, topic) in [
+        (1u16, "$SYS/broker/uptime"),
+        (2, "$custom"),
+        (3, "$aws/other"),
+    ] {
+        v5.write_all(&raw_publish(0x32, topic, Some(pkid), true, b"x"))
+            .await
+            .unwrap();
+        let (first, puback) = read_packet(&mut v5).await;
+        assert_eq!(
+            (first, &puback[..3]),
+            (0x40, &[0, pkid as u8, 0x87][..]),
+            "{topic}"
+        );
+    }
+    // A shadow request on its reserved topic is still taken.
+    v5.write_all(&raw_publish(
+        0x32,
+        "$aws/things/dollar-thing/shadow/get",
+        Some(4),
+        true,
+        b"{}",
+    ))
+    .await
+    .unwrap();
+    let (first, puback) = read_packet(&mut v5).await;
+    assert_eq!((first, &puback[..2]), (0x40, &[0, 4][..]));
+    assert_eq!(puback.get(2).copied().unwrap_or(0), 0, "{puback:?}");
+
+    let mut v4 = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    v4.write_all(&raw_connect("dollar-v4", 60)).await.unwrap();
+    assert_eq!(read_packet(&mut v4).await, (0x20, vec![0, 0]));
+    v4.write_all(&raw_publish(0x32, "$SYS/x", Some(1), false, b"x"))
+        .await
+        .unwrap();
+    let rest = read_until_closed(&mut v4, WAIT)
+        .await
+        .expect("a publish to $SYS left the 3.1.1 client connected");
+    assert!(rest.is_empty(), "3.1.1 client was sent {rest:?}");
+
+    let r = cluster
+        .http
+        .post(format!("{}/topics/$SYS%2Fx", cluster.node(1).url()))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
 /// The `q`-quantile of `samples` (sorted in place).
 fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     samples.sort();

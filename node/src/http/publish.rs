@@ -44,7 +44,8 @@ pub(crate) async fn publish<C: Connector>(
         retain: query.retain.unwrap_or(false),
         props: MessageProps::default(),
     };
-    if topic_name.starts_with("$aws/") {
+    // AWS IoT reserves every topic that starts with `$`.
+    if topic_name.starts_with('$') {
         return match broker.reserved_handler(&topic_name) {
             Some(h) => {
                 broker.publish(message.clone(), None);

@@ -9,7 +9,7 @@ use fleetcore_raft::Connector;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::AwsQuery;
+use super::{with_next_token, AwsQuery};
 use crate::error::ApiError;
 use crate::service::Service;
 
@@ -72,13 +72,39 @@ pub(crate) async fn delete<C: Connector>(
     ))
 }
 
+/// AWS's `pageSize` ceiling for ListNamedShadowsForThing, and the size of a
+/// page when none is asked for.
+const NAMED_SHADOWS_PAGE_MAX: usize = 100;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ListNamedQuery {
+    next_token: Option<String>,
+    page_size: Option<usize>,
+}
+
 pub(crate) async fn list_named<C: Connector>(
     State(service): State<Service<C>>,
     Path(thing): Path<String>,
+    AwsQuery(q): AwsQuery<ListNamedQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let names = service.list_named_shadows(&thing).await?;
-    Ok(Json(
-        json!({ "results": names, "timestamp": std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) }),
-    ))
+    let limit = match q.page_size {
+        None => NAMED_SHADOWS_PAGE_MAX,
+        Some(n) if (1..=NAMED_SHADOWS_PAGE_MAX).contains(&n) => n,
+        Some(_) => {
+            return Err(ApiError::invalid(format!(
+                "pageSize must be between 1 and {NAMED_SHADOWS_PAGE_MAX}"
+            )))
+        }
+    };
+    let (names, next) = service
+        .list_named_shadows(&thing, q.next_token.as_deref(), limit)
+        .await?;
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(Json(with_next_token(
+        json!({ "results": names, "timestamp": now_s }),
+        next,
+    )))
 }

@@ -757,7 +757,9 @@ impl Connection {
         {
             return AckCode::NotAuthorized;
         }
-        if message.topic.starts_with("$aws/") {
+        // AWS IoT reserves every topic that starts with `$`: only the ones a
+        // handler serves (shadow requests) may be published to.
+        if message.topic.starts_with('$') {
             return match self.broker.reserved_handler(&message.topic) {
                 Some(h) => {
                     // Subscribers of a request topic see the request too, as in
@@ -767,7 +769,7 @@ impl Connection {
                     AckCode::Success
                 }
                 // Clients may not publish on the node's own reserved topics
-                // (lifecycle events, shadow replies).
+                // (lifecycle events, shadow replies) or any other `$` topic.
                 None => AckCode::NotAuthorized,
             };
         }
