@@ -361,7 +361,7 @@ impl fleetcore::clock::Clock for SimClock {
 async fn start_mqtt(
     node: &RaftNode<TurmoilConnector>,
 ) -> Result<MqttFront, Box<dyn std::error::Error>> {
-    use fleetcore::mqtt::{authorize::AllowAll, link, session, Broker, MqttLimits};
+    use fleetcore::mqtt::{authorize::AllowAll, peers, session, Broker, MqttLimits};
     let clock: fleetcore::clock::SharedClock = Arc::new(SimClock);
     let broker = Broker::new(
         node.id(),
@@ -369,13 +369,17 @@ async fn start_mqtt(
         clock.clone(),
         Arc::new(AllowAll),
     );
-    let relay: Arc<dyn fleetcore_raft::RelayHandler> =
-        Arc::new(link::LinkReceiver::new(broker.clone()));
+    let relay: Arc<dyn fleetcore_raft::RelayHandler> = Arc::new(fleetcore::mqtt::LinkRelay(
+        peers::LinkReceiver::new(broker.clone()),
+    ));
     node.set_relay_handler(&relay);
     let service = fleetcore::service::Service::new(node.clone(), clock, broker.clone());
     fleetcore::mqtt::install_reserved(&service);
     let detach = broker.clone();
-    link::spawn_link_manager(node.clone(), broker.clone());
+    peers::spawn_link_manager(
+        Arc::new(fleetcore::mqtt::RaftPeers(node.clone())),
+        broker.clone(),
+    );
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", MQTT_PORT)).await?;
     tokio::spawn(async move {
         while let Ok((stream, peer)) = listener.accept().await {

@@ -8,7 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod clock;
+// The injected clock lives with the broker, its first user below the node.
+pub use fleetcore_broker::clock;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -30,7 +31,7 @@ use tokio::sync::watch;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::mqtt::authorize::AllowAll;
-use crate::mqtt::link::LinkReceiver;
+use crate::mqtt::peers::LinkReceiver;
 use crate::mqtt::tls::ClientAuth;
 use crate::mqtt::{Broker, MqttLimits};
 use crate::service::Service;
@@ -100,7 +101,8 @@ pub async fn run(
         Arc::new(AllowAll),
     );
     // Lives as long as this function: the node holds it weakly.
-    let relay: Arc<dyn fleetcore_raft::RelayHandler> = Arc::new(LinkReceiver::new(broker.clone()));
+    let relay: Arc<dyn fleetcore_raft::RelayHandler> =
+        Arc::new(mqtt::LinkRelay(LinkReceiver::new(broker.clone())));
     node.set_relay_handler(&relay);
 
     let tls_listener = if config.mqtt_tls_addr.is_empty() {
@@ -162,7 +164,8 @@ pub async fn run(
 
     let service = Service::new(node.clone(), clock, broker.clone());
     mqtt::install_reserved(&service);
-    let links = mqtt::link::spawn_link_manager(node.clone(), broker.clone());
+    let links =
+        mqtt::peers::spawn_link_manager(Arc::new(mqtt::RaftPeers(node.clone())), broker.clone());
     let reaper = tokio::spawn({
         let broker = broker.clone();
         async move {

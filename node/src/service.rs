@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::clock::SharedClock;
 use crate::error::ApiError;
-use crate::mqtt::events::{self, RegistryChange};
+use crate::mqtt::registry_events::{self as events, RegistryChange};
 use crate::mqtt::Broker;
 
 /// Registry and shadow operations. Cheap to clone.

@@ -121,7 +121,7 @@ impl SharedState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The digest of every record (see [`RecordDigest`]): equal on replicas that
+    /// The digest of every record (a sum of per-record SHA-256s): equal on replicas that
     /// applied the same log. Kept as records change, so reading it is O(1).
     pub fn digest(&self) -> String {
         self.read().digest.hex()

@@ -3,7 +3,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use fleetcore::mqtt::codec::Codec;
+use fleetcore_broker::codec::Codec;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,8 +9,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use super::broker::Broker;
-use super::session::{self, ConnInfo};
+use crate::broker::Broker;
+use crate::session::{self, ConnInfo};
 
 /// Counts connections in one-second windows.
 struct RateLimit {
@@ -138,7 +138,7 @@ pub async fn serve_tls(
                     .1
                     .peer_certificates()
                     .and_then(|c| c.first())
-                    .map(|c| super::tls::certificate_id(c.as_ref()));
+                    .map(|c| crate::tls::certificate_id(c.as_ref()));
                 spawn_session(tls, addr.to_string(), "tls", certificate, limited, &broker);
             });
         },
@@ -156,7 +156,7 @@ pub async fn serve_ws(listener: TcpListener, broker: Broker, shutdown: impl Futu
         |stream, addr, limited| {
             let broker = broker.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, super::ws::accept(stream)).await {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, crate::ws::accept(stream)).await {
                     Ok(Ok(ws)) => spawn_session(ws, addr.to_string(), "ws", None, limited, &broker),
                     Ok(Err(e)) => {
                         tracing::info!(peer = %addr, error = %e, "WebSocket handshake failed")

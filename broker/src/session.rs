@@ -13,14 +13,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::authorize::{Action, Identity};
-use super::broker::{Broker, Delivery, Grant, Kick, Outgoing, SubOptions};
-use super::codec::{
+use crate::authorize::{Action, Identity};
+use crate::broker::{Broker, Delivery, Grant, Kick, Outgoing, SubOptions};
+use crate::codec::{
     AckCode, Codec, CodecError, ConnAckProps, Connect, ConnectCode, DisconnectCode, Inbound,
     Outbound, Publish, Qos, SubCode, Version, Will,
 };
-use super::events;
-use super::topic;
+use crate::events;
+use crate::topic;
 
 /// How long a new connection may take to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -265,7 +265,7 @@ async fn accept<W: AsyncWrite + Unpin>(
         .connects_total
         .fetch_add(1, Ordering::Relaxed);
     let session_id = uuid::Uuid::new_v4().to_string();
-    events::connected(broker, &identity, &session_id, info);
+    events::connected(broker, &identity, &session_id, &info.peer);
     tracing::debug!(
         version = ?connect.version,
         clean_start = connect.clean_start,
@@ -746,7 +746,7 @@ impl Connection {
     }
 
     /// Routes a message from this client; the code for its acknowledgement.
-    fn route(&mut self, message: super::codec::Message) -> AckCode {
+    fn route(&mut self, message: crate::codec::Message) -> AckCode {
         if message.props.payload_format == Some(1) && std::str::from_utf8(&message.payload).is_err()
         {
             return AckCode::PayloadFormatInvalid;
@@ -836,7 +836,7 @@ impl Connection {
     fn on_subscribe(
         &mut self,
         pkid: u16,
-        filters: Vec<super::codec::SubscribeFilter>,
+        filters: Vec<crate::codec::SubscribeFilter>,
         id: Option<usize>,
     ) {
         let limits = self.broker.limits().clone();
@@ -898,7 +898,7 @@ impl Connection {
                     self.broker.deliver_to(
                         &self.client_id,
                         Delivery {
-                            message: super::codec::Message {
+                            message: crate::codec::Message {
                                 qos,
                                 retain: true,
                                 ..m

@@ -1,72 +1,10 @@
-//! Lifecycle events, as AWS IoT publishes them: presence on
-//! `$aws/events/presence/{connected,disconnected}/{clientId}` and subscriptions on
-//! `$aws/events/subscriptions/{subscribed,unsubscribed}/{clientId}`.
+//! Registry events, as AWS IoT publishes them on `$aws/events/thing/...`,
+//! `$aws/events/thingType/...`, `$aws/events/thingGroup/...` and
+//! `$aws/events/thingGroupMembership/...`: what a registry command changed,
+//! published on this node's broker once the command is applied.
 
+use fleetcore_broker::Broker;
 use serde_json::json;
-
-use super::authorize::Identity;
-use super::broker::Broker;
-use super::session::ConnInfo;
-
-/// A client connected.
-pub fn connected(broker: &Broker, identity: &Identity, session_id: &str, info: &ConnInfo) {
-    broker.publish_json(
-        format!("$aws/events/presence/connected/{}", identity.client_id),
-        &json!({
-            "clientId": identity.client_id,
-            "timestamp": broker.now_ms(),
-            "eventType": "connected",
-            "sessionIdentifier": session_id,
-            "principalIdentifier": identity.principal(),
-            "ipAddress": info.peer.rsplit_once(':').map_or(info.peer.as_str(), |(ip, _)| ip),
-            "versionNumber": 0,
-        }),
-    );
-}
-
-/// A client disconnected; `reason` is AWS's `disconnectReason`.
-pub fn disconnected(
-    broker: &Broker,
-    identity: &Identity,
-    session_id: &str,
-    client_initiated: bool,
-    reason: &str,
-) {
-    broker.publish_json(
-        format!("$aws/events/presence/disconnected/{}", identity.client_id),
-        &json!({
-            "clientId": identity.client_id,
-            "timestamp": broker.now_ms(),
-            "eventType": "disconnected",
-            "sessionIdentifier": session_id,
-            "principalIdentifier": identity.principal(),
-            "clientInitiatedDisconnect": client_initiated,
-            "disconnectReason": reason,
-            "versionNumber": 0,
-        }),
-    );
-}
-
-/// A client subscribed or unsubscribed (`kind`).
-pub fn subscriptions(
-    broker: &Broker,
-    identity: &Identity,
-    session_id: &str,
-    kind: &str,
-    topics: &[String],
-) {
-    broker.publish_json(
-        format!("$aws/events/subscriptions/{kind}/{}", identity.client_id),
-        &json!({
-            "clientId": identity.client_id,
-            "timestamp": broker.now_ms(),
-            "eventType": kind,
-            "sessionIdentifier": session_id,
-            "principalIdentifier": identity.principal(),
-            "topics": topics,
-        }),
-    );
-}
 
 /// What a registry command was about, captured before it is proposed (a delete
 /// event describes the record as it was).

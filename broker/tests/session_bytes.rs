@@ -1,15 +1,15 @@
 //! Bytes from a hostile client through a whole MQTT session on a real broker
 //! (in-memory stream): whatever arrives, the session answers or closes, and
-//! never panics. The same drive as the `mqtt_session` fuzz target (node/fuzz),
+//! never panics. The same drive as the `mqtt_session` fuzz target (broker/fuzz),
 //! over a deterministic spread of inputs so CI runs it on every change.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetcore::clock::SystemClock;
-use fleetcore::mqtt::authorize::AllowAll;
-use fleetcore::mqtt::session::{serve, ConnInfo};
-use fleetcore::mqtt::{Broker, MqttLimits};
+use fleetcore_broker::authorize::AllowAll;
+use fleetcore_broker::clock::SystemClock;
+use fleetcore_broker::session::{serve, ConnInfo};
+use fleetcore_broker::{Broker, MqttLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn connect(level: u8) -> Vec<u8> {

@@ -12,15 +12,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Notify, OwnedMutexGuard};
 use tokio::time::Instant;
 
-use super::authorize::{Action, Authorizer, Identity};
-use super::codec::{Message, MessageProps, Qos};
-use super::link::{LinkMessage, Links, WireMessage};
-use super::topic::{self, ParsedFilter, TopicLimits};
+use crate::authorize::{Action, Authorizer, Identity};
 use crate::clock::SharedClock;
+use crate::codec::{Message, MessageProps, Qos};
+pub use crate::delivery::{Delivery, SubOptions};
+use crate::link::{LinkMessage, Links, SessionWire, WireMessage};
+use crate::topic::{self, ParsedFilter, TopicLimits};
 
 /// Limits of the MQTT front, from the node's config.
 #[derive(Debug, Clone)]
@@ -63,36 +63,6 @@ impl Default for MqttLimits {
             claim_timeout: Duration::from_secs(2),
         }
     }
-}
-
-/// Options of one subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubOptions {
-    /// Granted QoS.
-    pub qos: u8,
-    /// MQTT 5 no-local.
-    pub no_local: bool,
-    /// MQTT 5 retain-as-published.
-    pub retain_as_published: bool,
-    /// MQTT 5 subscription identifier.
-    pub id: Option<usize>,
-}
-
-impl SubOptions {
-    fn qos(&self) -> Qos {
-        Qos::from_u8(self.qos).unwrap_or(Qos::AtMostOnce)
-    }
-}
-
-/// A message queued for one session.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// The message; `qos` and `retain` already as delivered.
-    pub message: Message,
-    /// Subscription identifiers of the matching subscriptions.
-    pub subscription_ids: Vec<usize>,
-    /// When it expires (MQTT 5 message expiry).
-    pub expires_at: Option<Instant>,
 }
 
 /// Why a connection is told to go.
@@ -336,7 +306,7 @@ pub trait ReservedTopics: Send + Sync {
 /// What storing a retained message resolves to: done, or the reason code and the
 /// reason why not.
 pub type StoreFuture = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<(), (super::codec::AckCode, String)>> + Send>,
+    Box<dyn std::future::Future<Output = Result<(), (crate::codec::AckCode, String)>> + Send>,
 >;
 
 /// Retained messages: replicated state, read locally.
@@ -375,17 +345,6 @@ struct Claim {
     waiting: BTreeSet<u64>,
     state: Option<SessionWire>,
     done: Option<oneshot::Sender<()>>,
-}
-
-/// A session as it moves between nodes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SessionWire {
-    /// Raw filter → options.
-    pub subscriptions: Vec<(String, SubOptions)>,
-    /// Queued and unacknowledged messages, in order.
-    pub messages: Vec<WireMessage>,
-    /// Session expiry interval.
-    pub expiry_secs: u32,
 }
 
 /// The node's broker. Cheap to clone.

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetcore::clock::SystemClock;
-use fleetcore::mqtt::authorize::AllowAll;
-use fleetcore::mqtt::session::{serve, ConnInfo};
-use fleetcore::mqtt::{Broker, MqttLimits};
+use fleetcore_broker::clock::SystemClock;
+use fleetcore_broker::authorize::AllowAll;
+use fleetcore_broker::session::{serve, ConnInfo};
+use fleetcore_broker::{Broker, MqttLimits};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::AsyncWriteExt;
 
