@@ -21,6 +21,7 @@ use crate::codec::{Message, MessageProps, Qos};
 pub use crate::delivery::{Delivery, SubOptions};
 use crate::link::{LinkMessage, Links, SessionWire, WireMessage};
 use crate::topic::{self, ParsedFilter, TopicLimits};
+use crate::trie::FilterTrie;
 
 /// Limits of the MQTT front, from the node's config.
 #[derive(Debug, Clone)]
@@ -164,7 +165,7 @@ impl SessionSlot {
 #[derive(Default)]
 struct SubIndex {
     exact: HashMap<String, BTreeMap<String, SubOptions>>,
-    wild: BTreeMap<String, BTreeMap<String, SubOptions>>,
+    wild: FilterTrie<BTreeMap<String, SubOptions>>,
     shared: BTreeMap<(String, String), BTreeMap<String, SubOptions>>,
 }
 
@@ -175,9 +176,7 @@ impl SubIndex {
                 .shared
                 .entry((group.clone(), key.filter.clone()))
                 .or_default(),
-            None if topic::has_wildcard(&key.filter) => {
-                self.wild.entry(key.filter.clone()).or_default()
-            }
+            None if topic::has_wildcard(&key.filter) => self.wild.entry(&key.filter, BTreeMap::new),
             None => self.exact.entry(key.filter.clone()).or_default(),
         }
     }
@@ -214,10 +213,11 @@ impl SubIndex {
         let plain = self
             .exact
             .keys()
-            .chain(self.wild.keys())
+            .map(String::as_str)
+            .chain(self.wild.iter().map(|(f, _)| f))
             .map(|f| ParsedFilter {
                 share: None,
-                filter: f.clone(),
+                filter: f.to_string(),
             });
         let shared = self.shared.keys().map(|(g, f)| ParsedFilter {
             share: Some(g.clone()),
@@ -231,7 +231,7 @@ impl SubIndex {
 #[derive(Default)]
 struct NodeRoutes {
     exact: HashSet<String>,
-    wild: HashSet<String>,
+    wild: FilterTrie<()>,
     shared: HashSet<(String, String)>,
 }
 
@@ -246,23 +246,23 @@ impl NodeRoutes {
                     self.shared.remove(&k);
                 }
             }
-            None => {
-                let set = if topic::has_wildcard(&key.filter) {
-                    &mut self.wild
-                } else {
-                    &mut self.exact
-                };
-                if add {
-                    set.insert(key.filter);
-                } else {
-                    set.remove(&key.filter);
+            None => match (topic::has_wildcard(&key.filter), add) {
+                (true, true) => *self.wild.entry(&key.filter, || ()) = (),
+                (true, false) => {
+                    self.wild.remove(&key.filter);
                 }
-            }
+                (false, true) => {
+                    self.exact.insert(key.filter);
+                }
+                (false, false) => {
+                    self.exact.remove(&key.filter);
+                }
+            },
         }
     }
 
     fn matches_plain(&self, topic_name: &str) -> bool {
-        self.exact.contains(topic_name) || self.wild.iter().any(|f| topic::matches(f, topic_name))
+        self.exact.contains(topic_name) || self.wild.matches_any(topic_name)
     }
 }
 
@@ -345,6 +345,15 @@ struct Claim {
     waiting: BTreeSet<u64>,
     state: Option<SessionWire>,
     done: Option<oneshot::Sender<()>>,
+}
+
+/// Why a CONNECT could not be given its session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The connection that held the client id did not let go of its session in
+    /// time (it is stuck writing to a client that does not read).
+    #[error("the previous connection of this client id did not end")]
+    PreviousConnectionStuck,
 }
 
 /// The node's broker. Cheap to clone.
@@ -475,7 +484,7 @@ impl Broker {
         client_id: &str,
         clean_start: bool,
         expiry_secs: u32,
-    ) -> Result<Grant, String> {
+    ) -> Result<Grant, ConnectError> {
         let handed_over = self.claim_cluster_wide(client_id, clean_start).await;
         let epoch = self.inner.next_epoch.fetch_add(1, Ordering::Relaxed);
         let (kick_tx, kick_rx) = oneshot::channel();
@@ -511,7 +520,7 @@ impl Broker {
         };
         let core = tokio::time::timeout(Duration::from_secs(5), core.lock_owned())
             .await
-            .map_err(|_| "the previous connection of this client id did not end".to_string())?;
+            .map_err(|_| ConnectError::PreviousConnectionStuck)?;
         let mut grant = Grant {
             epoch,
             core,
@@ -832,13 +841,11 @@ impl Broker {
                         add(c, o);
                     }
                 }
-                for (filter, members) in &index.wild {
-                    if topic::matches(filter, &message.topic) {
-                        for (c, o) in members {
-                            add(c, o);
-                        }
+                index.wild.for_each_match(&message.topic, |_, members| {
+                    for (c, o) in members {
+                        add(c, o);
                     }
-                }
+                });
             }
             for key in shared_groups {
                 if let Some(members) = index.shared.get(key) {

@@ -4,7 +4,8 @@
 //! Owns: bytes to packets ([`codec`]), a connection over any byte stream
 //! ([`session`]), sessions, subscriptions and routes ([`broker`]), routes and
 //! messages between nodes ([`link`]), listeners for TCP, TLS and WebSocket
-//! ([`listener`], [`tls`], [`ws`]), topic rules ([`topic`]), lifecycle events
+//! ([`listener`], [`tls`], [`ws`]), topic rules ([`topic`]) and the filter
+//! index a publish is matched with ([`trie`]), lifecycle events
 //! ([`events`]) and the authorization hook ([`authorize`]).
 //!
 //! Must not depend on Raft, RocksDB or the HTTP API: what it needs from the node
@@ -27,6 +28,7 @@ pub mod peers;
 pub mod session;
 pub mod tls;
 pub mod topic;
+pub mod trie;
 pub mod ws;
 
 pub use broker::{Broker, MqttLimits};

@@ -237,7 +237,13 @@ async fn accept<W: AsyncWrite + Unpin>(
         Ok(g) => g,
         Err(e) => {
             tracing::warn!(error = %e, "refused: session unavailable");
-            refuse(&codec, wr, ConnectCode::ServerUnavailable, Some(&e)).await;
+            refuse(
+                &codec,
+                wr,
+                ConnectCode::ServerUnavailable,
+                Some(&e.to_string()),
+            )
+            .await;
             return None;
         }
     };

@@ -12,15 +12,41 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
 
-/// How the TLS listener treats client certificates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the TLS listener treats client certificates. Config spells it `none`,
+/// `optional` or `required`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
     /// No client certificates asked for.
+    #[default]
     None,
     /// Asked for and verified when sent; connections without one are allowed.
     Optional,
     /// Required: a connection without a valid certificate fails the handshake.
     Required,
+}
+
+impl std::str::FromStr for ClientAuth {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(ClientAuth::None),
+            "optional" => Ok(ClientAuth::Optional),
+            "required" => Ok(ClientAuth::Required),
+            other => Err(format!("`{other}` is not one of none, optional, required")),
+        }
+    }
+}
+
+impl std::fmt::Display for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientAuth::None => "none",
+            ClientAuth::Optional => "optional",
+            ClientAuth::Required => "required",
+        })
+    }
 }
 
 /// Builds the rustls server config from PEM files.

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use fleetcore_broker::tls::ClientAuth;
 use serde::Deserialize;
 
 use crate::error::ConfigError;
@@ -31,7 +32,7 @@ pub struct Config {
     /// CA that signs client certificates, PEM.
     pub mqtt_tls_client_ca: Option<PathBuf>,
     /// Client certificates: `none`, `optional` or `required`.
-    pub mqtt_tls_client_auth: String,
+    pub mqtt_tls_client_auth: ClientAuth,
     /// MQTT over WebSocket (subprotocol `mqtt`) listen address; empty = none.
     pub mqtt_ws_addr: String,
     /// Address other nodes use to reach this node's gRPC (defaults to `raft_addr`).
@@ -70,7 +71,7 @@ impl Default for Config {
             mqtt_tls_cert: None,
             mqtt_tls_key: None,
             mqtt_tls_client_ca: None,
-            mqtt_tls_client_auth: "none".into(),
+            mqtt_tls_client_auth: ClientAuth::None,
             mqtt_ws_addr: String::new(),
             advertise_raft_addr: String::new(),
             advertise_http_addr: String::new(),
@@ -100,7 +101,7 @@ pub struct FileConfig {
     pub mqtt_tls_cert: Option<PathBuf>,
     pub mqtt_tls_key: Option<PathBuf>,
     pub mqtt_tls_client_ca: Option<PathBuf>,
-    pub mqtt_tls_client_auth: Option<String>,
+    pub mqtt_tls_client_auth: Option<ClientAuth>,
     pub mqtt_ws_addr: Option<String>,
     pub advertise_raft_addr: Option<String>,
     pub advertise_http_addr: Option<String>,
@@ -180,12 +181,7 @@ impl Config {
                 "mqtt_tls_addr needs mqtt_tls_cert and mqtt_tls_key".into(),
             ));
         }
-        if !["none", "optional", "required"].contains(&config.mqtt_tls_client_auth.as_str()) {
-            return Err(ConfigError::Invalid(
-                "mqtt_tls_client_auth must be none, optional or required".into(),
-            ));
-        }
-        if config.mqtt_tls_client_auth != "none" && config.mqtt_tls_client_ca.is_none() {
+        if config.mqtt_tls_client_auth != ClientAuth::None && config.mqtt_tls_client_ca.is_none() {
             return Err(ConfigError::Invalid(
                 "client certificates need mqtt_tls_client_ca".into(),
             ));
@@ -256,6 +252,21 @@ pub fn parse_initial_cluster(spec: &str) -> Result<BTreeMap<u64, String>, Config
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_auth_is_one_of_three_and_a_bad_value_names_its_key() {
+        let file: FileConfig = toml::from_str(r#"mqtt_tls_client_auth = "required""#).unwrap();
+        assert_eq!(file.mqtt_tls_client_auth, Some(ClientAuth::Required));
+        let err = toml::from_str::<FileConfig>(r#"mqtt_tls_client_auth = "sometimes""#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mqtt_tls_client_auth") && err.contains("sometimes"),
+            "{err}"
+        );
+        assert_eq!("optional".parse::<ClientAuth>(), Ok(ClientAuth::Optional));
+        assert!("Required".parse::<ClientAuth>().is_err());
+    }
 
     #[test]
     fn precedence_defaults_file_flags() {

@@ -32,7 +32,6 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::mqtt::authorize::AllowAll;
 use crate::mqtt::peers::LinkReceiver;
-use crate::mqtt::tls::ClientAuth;
 use crate::mqtt::{Broker, MqttLimits};
 use crate::service::Service;
 
@@ -111,13 +110,13 @@ pub async fn run(
         let (Some(cert), Some(key)) = (&config.mqtt_tls_cert, &config.mqtt_tls_key) else {
             anyhow::bail!("mqtt_tls_addr needs mqtt_tls_cert and mqtt_tls_key");
         };
-        let auth = match config.mqtt_tls_client_auth.as_str() {
-            "required" => ClientAuth::Required,
-            "optional" => ClientAuth::Optional,
-            _ => ClientAuth::None,
-        };
-        let tls = mqtt::tls::server_config(cert, key, config.mqtt_tls_client_ca.as_deref(), auth)
-            .map_err(|e| anyhow::anyhow!("MQTT TLS: {e}"))?;
+        let tls = mqtt::tls::server_config(
+            cert,
+            key,
+            config.mqtt_tls_client_ca.as_deref(),
+            config.mqtt_tls_client_auth,
+        )
+        .map_err(|e| anyhow::anyhow!("MQTT TLS: {e}"))?;
         let l = TcpListener::bind(&config.mqtt_tls_addr)
             .await
             .with_context(|| format!("cannot listen for MQTT/TLS on {}", config.mqtt_tls_addr))?;

@@ -236,10 +236,19 @@ fn wire_error<T: openraft::RaftTypeConfig>(e: String) -> RPCError<T> {
     RPCError::Network(NetworkError::new(&AnyError::error(e)))
 }
 
+/// The Raft RPCs a peer client sends, each to its own gRPC method.
+#[derive(Debug, Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+    PreVote,
+    TransferLeader,
+}
+
 impl<C: Connector> PeerClient<C> {
     async fn call<Req, Resp>(
         &mut self,
-        method: &'static str,
+        method: Rpc,
         request: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<Types<C::Runtime>>>
@@ -252,10 +261,10 @@ impl<C: Connector> PeerClient<C> {
         let mut client = self.network.client(&self.addr);
         let request = self.network.request(Blob { data }, timeout);
         let reply = match method {
-            "append" => client.append_entries(request).await,
-            "vote" => client.vote(request).await,
-            "transfer_leader" => client.transfer_leader(request).await,
-            _ => client.pre_vote(request).await,
+            Rpc::Append => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::PreVote => client.pre_vote(request).await,
+            Rpc::TransferLeader => client.transfer_leader(request).await,
         }
         .map_err(|s| status_to_rpc(self.target, s))?;
         if let Err(e) = self.network.check_answer(self.target, reply.metadata()) {
@@ -281,7 +290,7 @@ impl<C: Connector> RaftNetworkV2<Types<C::Runtime>> for PeerClient<C> {
         rpc: AppendEntriesRequest<Types<C::Runtime>>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<Types<C::Runtime>>, RPCError<Types<C::Runtime>>> {
-        self.call("append", &rpc, &option).await
+        self.call(Rpc::Append, &rpc, &option).await
     }
 
     async fn vote(
@@ -289,7 +298,7 @@ impl<C: Connector> RaftNetworkV2<Types<C::Runtime>> for PeerClient<C> {
         rpc: VoteRequest<Types<C::Runtime>>,
         option: RPCOption,
     ) -> Result<VoteResponse<Types<C::Runtime>>, RPCError<Types<C::Runtime>>> {
-        self.call("vote", &rpc, &option).await
+        self.call(Rpc::Vote, &rpc, &option).await
     }
 
     async fn pre_vote(
@@ -297,7 +306,7 @@ impl<C: Connector> RaftNetworkV2<Types<C::Runtime>> for PeerClient<C> {
         rpc: VoteRequest<Types<C::Runtime>>,
         option: RPCOption,
     ) -> Result<VoteResponse<Types<C::Runtime>>, RPCError<Types<C::Runtime>>> {
-        self.call("pre_vote", &rpc, &option).await
+        self.call(Rpc::PreVote, &rpc, &option).await
     }
 
     async fn transfer_leader(
@@ -305,7 +314,7 @@ impl<C: Connector> RaftNetworkV2<Types<C::Runtime>> for PeerClient<C> {
         req: TransferLeaderRequest<Types<C::Runtime>>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<Types<C::Runtime>>, RPCError<Types<C::Runtime>>> {
-        self.call("transfer_leader", &req, &option).await
+        self.call(Rpc::TransferLeader, &req, &option).await
     }
 
     async fn full_snapshot(

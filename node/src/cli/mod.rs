@@ -95,7 +95,7 @@ struct ServeArgs {
     mqtt_tls_client_ca: Option<PathBuf>,
     /// Device certificates: none, optional or required [default: none].
     #[arg(long, env = "FLEETCORE_MQTT_TLS_CLIENT_AUTH")]
-    mqtt_tls_client_auth: Option<String>,
+    mqtt_tls_client_auth: Option<fleetcore_broker::tls::ClientAuth>,
     /// MQTT over WebSocket listen address, e.g. 127.0.0.1:8083 [default: none].
     #[arg(long, env = "FLEETCORE_MQTT_WS_ADDR")]
     mqtt_ws_addr: Option<String>,
