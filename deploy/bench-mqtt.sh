@@ -9,22 +9,23 @@
 #      10,000 msgs/s (publisher on node 1, subscriber on node 2), shadow updates
 #      over MQTT through all three nodes.
 # Everything it starts is stopped on exit. It builds nothing: run
-# `cargo build --release -p fleetcore` first. Installs mosquitto with apt-get if
+# `cargo build --release -p fleetcore -p fleetcore-bench` first. Installs mosquitto with apt-get if
 # it is missing.
 #
 # Environment: DURATION (each throughput run, default 10s), LATENCY_DURATION
-# (each latency run, default 30s), FLEETCORE_BIN, KEEP_LOGS=1 (keep the temp dir
+# (each latency run, default 30s), FLEETCORE_BIN, FLEETCORE_BENCH_BIN, KEEP_LOGS=1 (keep the temp dir
 # with the brokers' logs), QUIET_TIMEOUT (seconds to wait for other load on the
 # machine to end before each run, default 900), SKIP_CONNECTIONS=1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 bin=${FLEETCORE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/fleetcore}
+bench_bin=${FLEETCORE_BENCH_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/fleetcore-bench}
 duration=${DURATION:-10s}
 latency_duration=${LATENCY_DURATION:-30s}
 
-if [ ! -x "$bin" ]; then
-  echo "no $bin: run 'cargo build --release -p fleetcore' first (or set FLEETCORE_BIN)" >&2
+if [ ! -x "$bin" ] || [ ! -x "$bench_bin" ]; then
+  echo "no $bin or $bench_bin: run 'cargo build --release -p fleetcore -p fleetcore-bench' first (or set FLEETCORE_BIN, FLEETCORE_BENCH_BIN)" >&2
   exit 1
 fi
 
@@ -49,6 +50,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/fleetcore-bench-mqtt.XXXXXX")
 src_bin=$bin
 cp "$bin" "$work/fleetcore"
 bin=$work/fleetcore
+cp "$bench_bin" "$work/fleetcore-bench"
+bench_bin=$work/fleetcore-bench
 export FLEETCORE_CLUSTER_DIR=$work/cluster FLEETCORE_BIN=$bin
 mosquitto_pid=
 single_pid=
@@ -113,7 +116,7 @@ max_connections() {
   echo $((limit - open - 100))
 }
 
-# bench ARGS...: one `fleetcore bench` run after the machine is quiet, repeated
+# bench ARGS...: one `fleetcore-bench` run after the machine is quiet, repeated
 # (up to 4 times) while other processes took more than MAX_OTHER (default 20)
 # percent of a core during it (the last number of the CPU column); the first
 # run of a table prints the header.
@@ -122,7 +125,7 @@ bench() {
   local out other attempt
   for attempt in 1 2 3 4; do
     wait_quiet
-    out=$("$bin" bench "$@")
+    out=$("$bench_bin" "$@")
     other=$(tail -n +3 <<<"$out" | grep -oE '/ [0-9]+ \|' | tr -dc '0-9\n' | sort -n | tail -1 || true)
     if [ -z "$other" ] || [ "$other" -le "${MAX_OTHER:-20}" ]; then break; fi
     if [ "$attempt" -lt 4 ]; then

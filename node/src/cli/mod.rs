@@ -1,6 +1,6 @@
-//! The command line: `serve`, `cluster ...`, `bench ...`.
+//! The command line: `serve`, `cluster ...`, the registry and shadow commands.
+//! The benchmarks are a separate binary, `fleetcore-bench` (bench/).
 
-mod bench;
 mod cluster;
 mod registry;
 
@@ -55,9 +55,6 @@ enum Command {
         #[command(subcommand)]
         command: registry::QuotaCommand,
     },
-    /// Benchmarks against a running cluster.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
 }
 
 /// Every `serve` option; each also reads a `FLEETCORE_*` variable.
@@ -170,7 +167,6 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             crate::run(config, shutdown_signal()).await
         }
         Command::Cluster(c) => cluster::run(c).await,
-        Command::Bench(b) => bench::run(b).await,
         Command::Thing { target, command } => registry::thing(target, command).await,
         Command::Shadow { target, command } => registry::shadow(target, command).await,
         Command::Group { target, command } => registry::group(target, command).await,

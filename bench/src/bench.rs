@@ -1,10 +1,10 @@
 //! Benchmarks against a running cluster (or, for the MQTT ones, any MQTT broker):
-//! - `bench shadow`: committed shadow updates per second and commit latency over
+//! - `fleetcore-bench shadow`: committed shadow updates per second and commit latency over
 //!   HTTP, spreading clients over the nodes.
-//! - `bench mqtt`: publish/subscribe throughput, loss, duplicates and end-to-end
+//! - `fleetcore-bench mqtt`: publish/subscribe throughput, loss, duplicates and end-to-end
 //!   latency (fan-in, pairs, fan-out, same node or across nodes).
-//! - `bench shadow-mqtt`: shadow updates over MQTT, each device in a closed loop.
-//! - `bench connections`: idle connections and the broker's RSS per connection.
+//! - `fleetcore-bench shadow-mqtt`: shadow updates over MQTT, each device in a closed loop.
+//! - `fleetcore-bench connections`: idle connections and the broker's RSS per connection.
 //!
 //! The MQTT benches use a small MQTT 3.1.1 client built on rumqttc's packet codec
 //! rather than its event loop: a publisher writes every packet that is due in one
@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum BenchCommand {
+pub enum BenchCommand {
     /// Shadow updates through the HTTP API of every given node.
     Shadow {
         /// HTTP URLs of the nodes, comma-separated.
@@ -217,7 +217,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Shadow {
             endpoints,
