@@ -421,7 +421,7 @@ pub async fn forward(
         .await
         .map_err(|e| tonic::Status::unavailable(format!("{NOT_SENT}{e}")))?;
     let mut client = RaftServiceClient::new(channel);
-    let data = wire::encode(request).map_err(tonic::Status::internal)?;
+    let data = wire::encode(request).map_err(|e| tonic::Status::internal(e.to_string()))?;
     let mut rpc = tonic::Request::new(Blob { data });
     rpc.set_timeout(timeout);
     let header = CLUSTER
@@ -429,7 +429,7 @@ pub async fn forward(
         .map_err(|_| tonic::Status::internal("header"))?;
     rpc.metadata_mut().insert(wire::CLUSTER_HEADER, header);
     let reply = client.forward(rpc).await?;
-    wire::decode(&reply.into_inner().data).map_err(tonic::Status::internal)
+    wire::decode(&reply.into_inner().data).map_err(|e| tonic::Status::internal(e.to_string()))
 }
 
 /// The request id of client `client`'s `n`th operation on `key`: a retry of the

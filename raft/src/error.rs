@@ -29,6 +29,10 @@ pub enum RaftError {
     /// A peer belongs to another cluster.
     #[error("cluster mismatch: {0}")]
     ClusterMismatch(String),
+    /// A member answered from a data dir the cluster did not record (wiped or
+    /// restored): its answer must not count. The message says how to fix it.
+    #[error("{0}")]
+    WipedMember(String),
     /// The connection to the leader broke while a request was with it: for a
     /// write, the outcome is unknown (HTTP 503).
     #[error("the leader became unreachable during the request ({0}); a write may or may not have been applied")]

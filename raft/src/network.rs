@@ -26,6 +26,7 @@ use crate::pb::raft_service_client::RaftServiceClient;
 use crate::pb::Blob;
 use crate::transport::Connector;
 use crate::wire;
+use crate::RaftError;
 
 /// Snapshot bytes go out in chunks of this size.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 512 * 1024;
@@ -62,15 +63,15 @@ impl ClusterId {
     }
 
     /// Records `id` if none is known; refuses a different one.
-    pub fn adopt(&self, id: &str) -> Result<(), String> {
+    pub fn adopt(&self, id: &str) -> Result<(), RaftError> {
         let mut guard = self.id.write().unwrap_or_else(|p| p.into_inner());
         match guard.as_deref() {
             Some(mine) if mine == id => Ok(()),
-            Some(mine) => Err(format!(
+            Some(mine) => Err(RaftError::ClusterMismatch(format!(
                 "this node belongs to cluster {mine}, the request comes from cluster {id}"
-            )),
+            ))),
             None => {
-                self.store.set_cluster_id(id).map_err(|e| e.to_string())?;
+                self.store.set_cluster_id(id)?;
                 tracing::info!(cluster_id = id, "joined cluster");
                 *guard = Some(id.to_string());
                 Ok(())
@@ -124,7 +125,7 @@ impl<C: Connector> Network<C> {
         &self,
         node: u64,
         metadata: &tonic::metadata::MetadataMap,
-    ) -> Result<(), String> {
+    ) -> Result<(), RaftError> {
         let Some(presented) = metadata
             .get(wire::INCARNATION_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -133,9 +134,9 @@ impl<C: Connector> Network<C> {
             return Ok(());
         };
         match self.state.read().state.incarnation(node) {
-            Some(recorded) if recorded != presented => {
-                Err(wire::wiped_member(node, presented, recorded))
-            }
+            Some(recorded) if recorded != presented => Err(RaftError::WipedMember(
+                wire::wiped_member(node, presented, recorded),
+            )),
             _ => Ok(()),
         }
     }
@@ -232,8 +233,8 @@ fn status_to_rpc<T: openraft::RaftTypeConfig>(target: u64, status: tonic::Status
     }
 }
 
-fn wire_error<T: openraft::RaftTypeConfig>(e: String) -> RPCError<T> {
-    RPCError::Network(NetworkError::new(&AnyError::error(e)))
+fn wire_error<T: openraft::RaftTypeConfig>(e: impl std::fmt::Display) -> RPCError<T> {
+    RPCError::Network(NetworkError::new(&AnyError::error(e.to_string())))
 }
 
 /// The Raft RPCs a peer client sends, each to its own gRPC method.
@@ -324,13 +325,15 @@ impl<C: Connector> RaftNetworkV2<Types<C::Runtime>> for PeerClient<C> {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<Types<C::Runtime>>, StreamingError<Types<C::Runtime>>> {
-        let failed = |e: String| StreamingError::Network(NetworkError::new(&AnyError::error(e)));
+        let failed = |e: RaftError| {
+            StreamingError::Network(NetworkError::new(&AnyError::error(e.to_string())))
+        };
         let head = wire::encode(&(vote, snapshot.meta.clone())).map_err(failed)?;
         let total = snapshot.snapshot.len;
         let file = snapshot
             .snapshot
             .reopen()
-            .map_err(|e| failed(format!("snapshot file: {e}")))?;
+            .map_err(|e| failed(RaftError::Internal(format!("snapshot file: {e}"))))?;
         // Read as the transport pulls (HTTP/2 flow control): at most a chunk or two
         // of the file is in memory at a time.
         let sent = Arc::new(AtomicU64::new(0));

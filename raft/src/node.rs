@@ -248,10 +248,7 @@ impl<C: Connector> RaftNode<C> {
         cluster_id: &str,
         members: BTreeMap<u64, NodeInfo>,
     ) -> Result<(), RaftError> {
-        self.inner
-            .cluster
-            .adopt(cluster_id)
-            .map_err(RaftError::ClusterMismatch)?;
+        self.inner.cluster.adopt(cluster_id)?;
         if self.is_initialized().await? {
             return Ok(());
         }
@@ -571,12 +568,12 @@ impl<C: Connector> RaftNode<C> {
         request: &ForwardRequest,
         deadline: Instant,
     ) -> Result<ForwardResponse, RaftError> {
-        let data = wire::encode(request).map_err(RaftError::Wire)?;
+        let data = wire::encode(request)?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let mut client = self.inner.network.client(&info.raft_addr);
         let rpc = self.inner.network.request(Blob { data }, remaining);
         match client.forward(rpc).await {
-            Ok(reply) => match wire::decode(&reply.into_inner().data).map_err(RaftError::Wire)? {
+            Ok(reply) => match wire::decode(&reply.into_inner().data)? {
                 // Answered in band: the request was not appended; safe to retry.
                 ForwardResponse::NotLeader(reason) => {
                     Err(RaftError::NoLeader(format!("leader {leader}: {reason}")))
@@ -635,7 +632,7 @@ impl<C: Connector> RaftNode<C> {
         };
         match request {
             ForwardRequest::Write(command) => match raft.client_write(command).await {
-                Ok(resp) => ForwardResponse::written(&resp.data).map_err(RaftError::Wire),
+                Ok(resp) => ForwardResponse::written(&resp.data),
                 // Refused before the entry was appended: safe to send again.
                 Err(openraft::error::RaftError::APIError(
                     openraft::error::ClientWriteError::ForwardToLeader(f),
@@ -793,7 +790,7 @@ impl<C: Connector> RaftNode<C> {
             ))
         })?;
         let (their_id, their_cluster, their_incarnation): (u64, Option<String>, u64) =
-            wire::decode(&reply.into_inner().data).map_err(RaftError::Wire)?;
+            wire::decode(&reply.into_inner().data)?;
         if their_id != id {
             return Err(RaftError::Membership(format!(
                 "the node at {} is node {their_id}, not {id}",

@@ -109,14 +109,14 @@ struct Service<C: Connector> {
     node: RaftNode<C>,
 }
 
-fn bad(e: String) -> Status {
-    Status::invalid_argument(e)
+fn bad(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
 }
 
 fn reply<T: serde::Serialize>(value: &T) -> Result<Response<Blob>, Status> {
     wire::encode(value)
         .map(|data| Response::new(Blob { data }))
-        .map_err(Status::internal)
+        .map_err(|e| Status::internal(e.to_string()))
 }
 
 /// A Raft answer, stamped with this node's incarnation so the asker can refuse it
@@ -139,7 +139,7 @@ impl<C: Connector> Service<C> {
             .ok_or_else(|| Status::failed_precondition("request carries no cluster id"))?;
         self.node.cluster().adopt(theirs).map_err(|e| {
             tracing::warn!(error = %e, "refused a peer from another cluster");
-            Status::failed_precondition(e)
+            Status::failed_precondition(e.to_string())
         })?;
         // A member whose data dir was wiped or restored may have forgotten votes
         // and entries it acknowledged: it is not heard until it is replaced.

@@ -7,6 +7,8 @@ use fleetcore_model::{Command, Outcome};
 use fleetcore_storage::codec;
 use fleetcore_storage::NodeInfo;
 
+use crate::RaftError;
+
 /// What a node asks of the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardRequest {
@@ -52,21 +54,21 @@ pub enum ForwardResponse {
 
 impl ForwardResponse {
     /// Wraps an outcome.
-    pub fn written(outcome: &Outcome) -> Result<Self, String> {
+    pub fn written(outcome: &Outcome) -> Result<Self, RaftError> {
         serde_json::to_string(outcome)
             .map(ForwardResponse::Written)
-            .map_err(|e| e.to_string())
+            .map_err(|e| RaftError::Wire(e.to_string()))
     }
 }
 
 /// Encodes a payload (bincode behind the format byte).
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    codec::encode_bin("rpc", value).map_err(|e| e.to_string())
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, RaftError> {
+    codec::encode_bin("rpc", value).map_err(|e| RaftError::Wire(e.to_string()))
 }
 
 /// Decodes a payload.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    codec::decode_bin("rpc", b"", bytes).map_err(|e| e.to_string())
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RaftError> {
+    codec::decode_bin("rpc", b"", bytes).map_err(|e| RaftError::Wire(e.to_string()))
 }
 
 /// gRPC metadata key carrying the sender's cluster id.
