@@ -3,13 +3,13 @@
 //! deliveries within the client's receive maximum, enforces keepalive, and ends
 //! on DISCONNECT, network loss, a protocol error or a takeover.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -296,6 +296,9 @@ async fn accept<W: AsyncWrite + Unpin>(
         grant: Some(grant),
         deferred: None,
         retained_in_flight: 0,
+        retained_qos2_pending: HashSet::new(),
+        retained_tails: HashMap::new(),
+        retained_seq: 0,
     })
 }
 
@@ -323,11 +326,21 @@ struct Connection {
     )>,
     /// Retained publishes spawned and not yet back through `deferred`.
     retained_in_flight: usize,
+    /// QoS 2 retained publishes whose commit is pending: their packet id joins
+    /// the session's `inbound_qos2` only once stored, so a resend after a failed
+    /// store is stored again rather than answered as already taken.
+    retained_qos2_pending: HashSet<u16>,
+    /// Per topic, the last retained store of this connection still in flight
+    /// (its sequence number and completion): the next store of the same topic
+    /// waits for it, so two publishes to one topic commit in the order sent.
+    retained_tails: HashMap<String, (u64, oneshot::Receiver<()>)>,
+    retained_seq: u64,
 }
 
 /// A retained publish's commit, back on its connection.
 #[derive(Debug)]
 struct RetainedStored {
+    seq: u64,
     pkid: u16,
     qos: Qos,
     topic: String,
@@ -714,7 +727,14 @@ impl Connection {
                 self.send(Outbound::PubRec(p.pkid, AckCode::Success));
                 return Ok(());
             }
-            if self.grant().core.inbound_qos2.len() >= usize::from(limits.receive_maximum) {
+            if self.retained_qos2_pending.contains(&p.pkid) {
+                // A resend while its retained store is in flight: the PUBREC
+                // follows the commit.
+                return Ok(());
+            }
+            if self.grant().core.inbound_qos2.len() + self.retained_qos2_pending.len()
+                >= usize::from(limits.receive_maximum)
+            {
                 return Err(End::Protocol(
                     DisconnectCode::ReceiveMaximumExceeded,
                     "too many QoS 2 messages awaiting PUBREL".into(),
@@ -738,7 +758,11 @@ impl Connection {
             }
             Qos::ExactlyOnce => {
                 if code == AckCode::Success {
-                    self.grant().core.inbound_qos2.insert(p.pkid);
+                    if p.message.retain {
+                        self.retained_qos2_pending.insert(p.pkid);
+                    } else {
+                        self.grant().core.inbound_qos2.insert(p.pkid);
+                    }
                 }
                 if code != AckCode::Success || !p.message.retain {
                     self.send(Outbound::PubRec(p.pkid, code));
@@ -796,10 +820,24 @@ impl Connection {
             .0
             .clone();
         self.retained_in_flight += 1;
+        self.retained_seq += 1;
+        let seq = self.retained_seq;
+        let (finished, finished_rx) = oneshot::channel();
+        let before = self
+            .retained_tails
+            .insert(topic.clone(), (seq, finished_rx))
+            .map(|(_, rx)| rx);
+        // Lazy: the proposal starts when polled, after the previous store of
+        // this topic finished (however it ended).
         let fut = store.store(p.message);
         tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
             let result = fut.await;
+            let _ = finished.send(());
             let _ = done.send(RetainedStored {
+                seq,
                 pkid,
                 qos,
                 topic,
@@ -813,6 +851,16 @@ impl Connection {
     /// that was not: the connection is closed instead (the client resends it).
     fn on_retained_stored(&mut self, done: RetainedStored) -> Result<(), End> {
         self.retained_in_flight = self.retained_in_flight.saturating_sub(1);
+        if self
+            .retained_tails
+            .get(&done.topic)
+            .is_some_and(|(seq, _)| *seq == done.seq)
+        {
+            self.retained_tails.remove(&done.topic);
+        }
+        if done.qos == Qos::ExactlyOnce {
+            self.retained_qos2_pending.remove(&done.pkid);
+        }
         let code = match done.result {
             Ok(()) => AckCode::Success,
             Err((code, why)) => {
@@ -829,9 +877,10 @@ impl Connection {
             Qos::AtMostOnce => {}
             Qos::AtLeastOnce => self.send(Outbound::PubAck(done.pkid, code)),
             Qos::ExactlyOnce => {
-                if code != AckCode::Success {
-                    // A PUBREC with an error ends the exchange: no PUBREL follows.
-                    self.grant().core.inbound_qos2.remove(&done.pkid);
+                // Taken only once stored; a PUBREC with an error ends the
+                // exchange (no PUBREL follows).
+                if code == AckCode::Success {
+                    self.grant().core.inbound_qos2.insert(done.pkid);
                 }
                 self.send(Outbound::PubRec(done.pkid, code));
             }

@@ -139,7 +139,11 @@ impl<C: Connector> Service<C> {
             .ok_or_else(|| Status::failed_precondition("request carries no cluster id"))?;
         self.node.cluster().adopt(theirs).map_err(|e| {
             tracing::warn!(error = %e, "refused a peer from another cluster");
-            Status::failed_precondition(e.to_string())
+            // The asker wraps the message in its own ClusterMismatch.
+            Status::failed_precondition(match e {
+                crate::RaftError::ClusterMismatch(m) => m,
+                other => other.to_string(),
+            })
         })?;
         // A member whose data dir was wiped or restored may have forgotten votes
         // and entries it acknowledged: it is not heard until it is replaced.

@@ -1489,6 +1489,73 @@ async fn retained_floods_are_paced_and_refused_retains_are_never_acknowledged() 
     );
 }
 
+/// What: retained publishes to one topic from one connection are kept in the
+/// order sent: after 100 QoS 0 retained publishes and a final QoS 1 one to the
+/// same topic, the final one is what stays retained; a QoS 2 retained publish
+/// gets its PUBREC once stored and completes with PUBREL/PUBCOMP.
+/// Why: each retained publish was proposed by its own task, so two to one topic
+/// could commit in either order and leave the older value retained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_publishes_to_one_topic_commit_in_order() {
+    let _guard = serial().await;
+    let cluster = started().await;
+    let http = reqwest::Client::new();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", cluster.node(2).mqtt_port()))
+        .await
+        .unwrap();
+    s.write_all(&raw_connect("orderly", 60)).await.unwrap();
+    assert_eq!(read_packet(&mut s).await, (0x20, vec![0, 0]));
+    let mut burst = Vec::new();
+    for i in 0..100 {
+        burst.extend(raw_publish(
+            0x31,
+            "order/t",
+            None,
+            false,
+            format!("{i}").as_bytes(),
+        ));
+    }
+    burst.extend(raw_publish(0x33, "order/t", Some(1), false, b"last"));
+    s.write_all(&burst).await.unwrap();
+    assert_eq!(read_packet(&mut s).await, (0x40, vec![0, 1]));
+    let url = cluster.node(3).url();
+    let kept = eventually("order/t readable on node 3", WAIT, || async {
+        let r = http
+            .get(format!("{url}/retainedMessage/order%2Ft"))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())?;
+        r.json::<Value>().await.ok()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        kept["payload"], "bGFzdA==",
+        "the last publish must win: {kept}"
+    );
+
+    // QoS 2: PUBREC after the commit, then PUBREL/PUBCOMP.
+    s.write_all(&raw_publish(0x35, "order/q2", Some(2), false, b"two"))
+        .await
+        .unwrap();
+    assert_eq!(read_packet(&mut s).await, (0x50, vec![0, 2]));
+    s.write_all(&[0x62, 2, 0, 2]).await.unwrap();
+    assert_eq!(read_packet(&mut s).await, (0x70, vec![0, 2]));
+    let q2: Value = http
+        .get(format!(
+            "{}/retainedMessage/order%2Fq2",
+            cluster.node(2).url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q2["payload"], "dHdv", "{q2}");
+}
+
 /// What: every topic that starts with `$` is reserved, as in AWS IoT: a publish
 /// to one no handler serves is refused (MQTT 5: PUBACK 0x87; 3.1.1: the
 /// connection is closed with no PUBACK; HTTP: 403), while shadow requests on
