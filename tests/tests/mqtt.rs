@@ -30,6 +30,8 @@ enum Seen {
         retain: bool,
     },
     SubAck,
+    /// PUBACK for the client's own QoS 1 publish (3.1.1 clients only).
+    PubAck,
     /// MQTT 5 DISCONNECT from the server, with its reason.
     Disconnect(String),
     /// The connection ended (error text).
@@ -72,6 +74,7 @@ async fn connect(options: MqttOptions) -> (Client, bool) {
                     retain: p.retain,
                 },
                 Ok(Event::Incoming(Packet::SubAck(_))) => Seen::SubAck,
+                Ok(Event::Incoming(Packet::PubAck(_))) => Seen::PubAck,
                 Ok(_) => continue,
                 Err(e) => {
                     let _ = tx.send(Seen::Closed(e.to_string()));
@@ -807,7 +810,7 @@ async fn retained_message_reaches_a_late_subscriber_on_another_node() {
     let _guard = serial().await;
     let cluster = started().await;
     let port = |id| cluster.node(id).mqtt_port();
-    let (publisher, _) = connect(v4_options("fw-server", port(1))).await;
+    let (mut publisher, _) = connect(v4_options("fw-server", port(1))).await;
     // QoS 1: PUBACK comes once the retained message is committed.
     publisher
         .client
@@ -819,6 +822,11 @@ async fn retained_message_reaches_a_late_subscriber_on_another_node() {
         .publish("config/other", QoS::AtLeastOnce, true, b"x".to_vec())
         .await
         .unwrap();
+    // `publish` only queues: wait for both PUBACKs, or the late subscriber below
+    // could subscribe first and get the message live (retain 0).
+    for _ in 0..2 {
+        next(&mut publisher.seen, |s| matches!(s, Seen::PubAck)).await;
+    }
 
     // The subscriber arrives later, on node 3.
     let (mut late, _) = connect(v4_options("late", port(3))).await;
