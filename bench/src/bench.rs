@@ -135,7 +135,7 @@ pub enum BenchCommand {
         no_header: bool,
     },
     /// Idle MQTT connections; with --pid, the broker's RSS per connection
-    /// (VmRSS from /proc/<pid>/status before and after).
+    /// (VmRSS from /proc/PID/status before and after).
     ///
     /// Every process holds one file descriptor per connection, so the
     /// connections are opened by --processes child processes of this binary.
