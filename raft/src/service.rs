@@ -145,8 +145,16 @@ impl<C: Connector> Service<C> {
                 other => other.to_string(),
             })
         })?;
-        // A member whose data dir was wiped or restored may have forgotten votes
-        // and entries it acknowledged: it is not heard until it is replaced.
+        Ok(())
+    }
+
+    /// Refuses a member whose data dir was wiped or restored (it may have
+    /// forgotten votes and entries it acknowledged): it is not heard until it
+    /// is replaced. Not applied to a leader's entries and snapshots: this
+    /// node's record may be the stale one (it missed the entries that replaced
+    /// the sender), and those entries are how it learns; a wiped node cannot
+    /// lead, since candidates' votes are checked here and answers at the asker.
+    fn check_incarnation<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let header = |name| request.metadata().get(name).and_then(|v| v.to_str().ok());
         let from = header(wire::FROM_HEADER).and_then(|v| v.parse::<u64>().ok());
         let presented =
@@ -181,6 +189,7 @@ impl<C: Connector> RaftService for Service<C> {
 
     async fn vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.check_cluster(&request)?;
+        self.check_incarnation(&request)?;
         let rpc: VoteRequest<Types<C::Runtime>> =
             wire::decode(&request.into_inner().data).map_err(bad)?;
         let resp = self
@@ -194,6 +203,7 @@ impl<C: Connector> RaftService for Service<C> {
 
     async fn pre_vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.check_cluster(&request)?;
+        self.check_incarnation(&request)?;
         let rpc: VoteRequest<Types<C::Runtime>> =
             wire::decode(&request.into_inner().data).map_err(bad)?;
         let resp = self
@@ -207,6 +217,7 @@ impl<C: Connector> RaftService for Service<C> {
 
     async fn transfer_leader(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.check_cluster(&request)?;
+        self.check_incarnation(&request)?;
         let rpc: TransferLeaderRequest<Types<C::Runtime>> =
             wire::decode(&request.into_inner().data).map_err(bad)?;
         let resp = self
@@ -262,6 +273,7 @@ impl<C: Connector> RaftService for Service<C> {
 
     async fn forward(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.check_cluster(&request)?;
+        self.check_incarnation(&request)?;
         let forwarded: ForwardRequest = wire::decode(&request.into_inner().data).map_err(bad)?;
         let response = match self.node.serve_forwarded(forwarded).await {
             // "Not the leader, nothing appended" travels in band: the sender
@@ -280,6 +292,7 @@ impl<C: Connector> RaftService for Service<C> {
 
     async fn relay(&self, request: Request<Streaming<Blob>>) -> Result<Response<Blob>, Status> {
         self.check_cluster(&request)?;
+        self.check_incarnation(&request)?;
         let from: u64 = request
             .metadata()
             .get(wire::FROM_HEADER)
