@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use fleetcore_model::{Applied, Command, RequestId, ShadowKey};
+use fleetcore_model::{RegistryCommand, ShadowCommand};
 use fleetcore_raft::pb::raft_service_client::RaftServiceClient;
 use fleetcore_raft::pb::Blob;
 use fleetcore_raft::transport::ConnectFuture;
@@ -459,11 +460,11 @@ pub fn update(key: &str, client: usize, n: u64) -> ForwardRequest {
         client,
         key,
         n,
-        Command::UpdateShadow {
+        Command::Shadow(ShadowCommand::Update {
             key: ShadowKey::classic(key),
             request: format!(r#"{{"state":{{"reported":{{"c":{client},"n":{n}}}}}}}"#),
             at_ms: n,
-        },
+        }),
     )
 }
 
@@ -880,8 +881,10 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
     {
         let states = states.lock().map_err(|_| "poisoned")?;
         let first = states.values().next().ok_or("no replicas")?.read();
-        check::registry(&events, |thing| first.state.thing(thing).is_some())
-            .map_err(|v| format!("seed {seed}: {v}faults: {schedule}"))?;
+        check::registry(&events, |thing| {
+            first.state.registry().thing(thing).is_some()
+        })
+        .map_err(|v| format!("seed {seed}: {v}faults: {schedule}"))?;
     }
     let observed = leaders.lock().map(|l| l.clone()).unwrap_or_default();
     check::applied_entries_agree(&observed.applied)
@@ -1106,13 +1109,13 @@ pub fn update_if(key: &str, client: usize, n: u64, expected: u64) -> ForwardRequ
         client,
         key,
         n,
-        Command::UpdateShadow {
+        Command::Shadow(ShadowCommand::Update {
             key: ShadowKey::classic(key),
             request: format!(
                 r#"{{"state":{{"reported":{{"c":{client},"n":{n}}}}},"version":{expected}}}"#
             ),
             at_ms: n,
-        },
+        }),
     )
 }
 
@@ -1290,18 +1293,18 @@ async fn registry_write(
     n: u64,
 ) -> Outcome {
     let command = if create {
-        Command::CreateThing {
+        Command::Registry(RegistryCommand::CreateThing {
             name: thing.to_string(),
             thing_type_name: None,
             attributes: BTreeMap::new(),
             thing_id: format!("id-{thing}-{n}"),
             at_ms: n,
-        }
+        })
     } else {
-        Command::DeleteThing {
+        Command::Registry(RegistryCommand::DeleteThing {
             name: thing.to_string(),
             expected_version: None,
-        }
+        })
     };
     let request = once(client, thing, n, command);
     send_write(names, node, &request, |outcome| match outcome {
@@ -1329,7 +1332,8 @@ async fn read(
         Some(
             applied
                 .state
-                .shadow(&ShadowKey::classic(key))
+                .shadows()
+                .get(&ShadowKey::classic(key))
                 .map_or(0, |r| r.version),
         )
     };

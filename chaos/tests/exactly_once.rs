@@ -28,7 +28,8 @@ fn version_on(states: &States, node: u64) -> Option<u64> {
     let applied = states.get(&node)?.read();
     applied
         .state
-        .shadow(&ShadowKey::classic("lamp"))
+        .shadows()
+        .get(&ShadowKey::classic("lamp"))
         .map(|r| r.version)
 }
 

@@ -112,19 +112,22 @@ fn run_seed(seed: u64) -> Result<(), String> {
             let applied = s.read();
             assert!(applied
                 .state
-                .shadow(&ShadowKey::classic("minority"))
+                .shadows()
+                .get(&ShadowKey::classic("minority"))
                 .is_none());
             assert_eq!(
                 applied
                     .state
-                    .shadow(&ShadowKey::classic("majority"))
+                    .shadows()
+                    .get(&ShadowKey::classic("majority"))
                     .map(|r| r.version),
                 Some(20)
             );
             assert_eq!(
                 applied
                     .state
-                    .shadow(&ShadowKey::classic("before"))
+                    .shadows()
+                    .get(&ShadowKey::classic("before"))
                     .map(|r| r.version),
                 Some(2)
             );

@@ -30,7 +30,8 @@ fn applied_version(states: &States, node: u64) -> Option<u64> {
     Some(
         applied
             .state
-            .shadow(&ShadowKey::classic("k"))
+            .shadows()
+            .get(&ShadowKey::classic("k"))
             .map_or(0, |r| r.version),
     )
 }

@@ -8,11 +8,15 @@
 //! a random number or the environment: time and generated ids arrive inside a
 //! [`Command`], so every replica that applies the same log holds identical state.
 //!
-//! Start at [`State::apply`]. [`shadow`] cites the AWS IoT behaviour it reproduces.
+//! Start at [`State::apply`]: it hands each [`Command`] to its domain's module
+//! ([`registry`], [`shadow`], [`retained`], [`cluster`]), which owns that
+//! domain's commands, state and `apply`. [`shadow`] cites the AWS IoT behaviour
+//! it reproduces.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod bytes_field;
+pub mod cluster;
 pub mod command;
 pub mod error;
 pub mod limits;
@@ -22,15 +26,15 @@ pub mod request;
 pub mod retained;
 pub mod shadow;
 pub mod state;
-pub mod thing_group;
-pub mod thing_type;
 
+pub use cluster::ClusterCommand;
 pub use command::{Applied, Command, Outcome};
 pub use error::Rejection;
-pub use registry::{AttributeUpdate, Thing, ThingQuery};
+pub use registry::{thing_group, thing_type};
+pub use registry::{AttributeUpdate, RegistryCommand, Thing, ThingQuery};
 pub use request::{RequestId, RequestTable};
-pub use retained::RetainedMessage;
-pub use shadow::{ShadowDocument, ShadowKey, ShadowRecord, ShadowUpdated};
+pub use retained::{RetainedCommand, RetainedMessage};
+pub use shadow::{ShadowCommand, ShadowDocument, ShadowKey, ShadowRecord, ShadowUpdated};
 pub use state::{State, StateKey, StateRecord};
 pub use thing_group::ThingGroup;
 pub use thing_type::ThingType;

@@ -5,16 +5,17 @@
 use std::collections::BTreeMap;
 
 use fleetcore_model::request::{REQUEST_ORIGINS_MAX, REQUEST_TABLE_ENTRIES};
+use fleetcore_model::ShadowCommand;
 use fleetcore_model::{Command, Rejection, RequestId, ShadowKey, State, StateRecord};
 use proptest::prelude::*;
 
 fn update(thing: &str, n: u64, expected: Option<u64>) -> Command {
     let version = expected.map_or(String::new(), |v| format!(r#","version":{v}"#));
-    Command::UpdateShadow {
+    Command::Shadow(ShadowCommand::Update {
         key: ShadowKey::classic(thing),
         request: format!(r#"{{"state":{{"reported":{{"n":{n}}}}}{version}}}"#),
         at_ms: n,
-    }
+    })
 }
 
 fn request(origin: u64, seq: u64, command: Command) -> Command {
@@ -75,7 +76,9 @@ fn a_retried_update_answers_the_first_version() {
     let again = s.apply(&write);
     assert_eq!(first, again);
     assert_eq!(
-        s.shadow(&ShadowKey::classic("lamp")).map(|r| r.version),
+        s.shadows()
+            .get(&ShadowKey::classic("lamp"))
+            .map(|r| r.version),
         Some(1)
     );
     // A refused first attempt is refused again, even though the state changed.
@@ -91,7 +94,9 @@ fn a_retried_update_answers_the_first_version() {
     let nested = request(7, 4, request(7, 5, update("lamp", 4, None)));
     assert!(matches!(s.apply(&nested), Err(Rejection::Invalid(_))));
     assert_eq!(
-        s.shadow(&ShadowKey::classic("lamp")).map(|r| r.version),
+        s.shadows()
+            .get(&ShadowKey::classic("lamp"))
+            .map(|r| r.version),
         Some(2)
     );
 }
@@ -106,7 +111,7 @@ fn the_table_is_bounded_and_never_reapplies_a_forgotten_request() {
         let _ = s.apply(&request(1, seq, update("t", seq, None)));
     }
     assert_eq!(s.requests().len(), REQUEST_TABLE_ENTRIES);
-    let version = s.shadow(&ShadowKey::classic("t")).map(|r| r.version);
+    let version = s.shadows().get(&ShadowKey::classic("t")).map(|r| r.version);
     assert_eq!(version, Some(total));
     // Evicted: refused, nothing applied.
     let old = s.apply(&request(1, 3, update("t", 3, None)));
@@ -118,13 +123,13 @@ fn the_table_is_bounded_and_never_reapplies_a_forgotten_request() {
     let recent = s.apply(&request(1, total, update("t", total, None)));
     assert!(recent.is_ok());
     assert_eq!(
-        s.shadow(&ShadowKey::classic("t")).map(|r| r.version),
+        s.shadows().get(&ShadowKey::classic("t")).map(|r| r.version),
         version
     );
     // Another origin's first request is new.
     assert!(s.apply(&request(2, 1, update("t", 0, None))).is_ok());
     assert_eq!(
-        s.shadow(&ShadowKey::classic("t")).map(|r| r.version),
+        s.shadows().get(&ShadowKey::classic("t")).map(|r| r.version),
         Some(total + 1)
     );
 }

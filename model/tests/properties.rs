@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use fleetcore_model::{Applied, AttributeUpdate, Command, ShadowKey, State};
+use fleetcore_model::{RegistryCommand, ShadowCommand};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -46,29 +47,33 @@ fn command() -> impl Strategy<Value = Command> {
                 if let Some(v) = version {
                     body["version"] = json!(v);
                 }
-                Command::UpdateShadow {
+                Command::Shadow(ShadowCommand::Update {
                     key: ShadowKey::classic(t),
                     request: body.to_string(),
                     at_ms,
-                }
+                })
             }),
-        (thing, prop::option::of(0u64..4)).prop_map(|(t, v)| Command::DeleteShadow {
-            key: ShadowKey::classic(t),
-            expected_version: v,
-            client_token: None,
-            at_ms: 1
-        }),
+        (thing, prop::option::of(0u64..4)).prop_map(|(t, v)| Command::Shadow(
+            ShadowCommand::Delete {
+                key: ShadowKey::classic(t),
+                expected_version: v,
+                client_token: None,
+                at_ms: 1
+            }
+        )),
         (
             thing,
             prop::collection::btree_map("[a-b]", "[x-z]{0,1}", 0..3)
         )
-            .prop_map(|(t, attributes)| Command::CreateThing {
-                name: t.clone(),
-                thing_type_name: None,
-                attributes,
-                thing_id: format!("id-{t}"),
-                at_ms: 7
-            }),
+            .prop_map(
+                |(t, attributes)| Command::Registry(RegistryCommand::CreateThing {
+                    name: t.clone(),
+                    thing_type_name: None,
+                    attributes,
+                    thing_id: format!("id-{t}"),
+                    at_ms: 7
+                })
+            ),
         (
             thing,
             prop::collection::btree_map("[a-b]", "[x-z]{0,1}", 0..3),
@@ -76,18 +81,22 @@ fn command() -> impl Strategy<Value = Command> {
             prop::option::of(1u64..4)
         )
             .prop_map(
-                |(t, attributes, merge, expected_version)| Command::UpdateThing {
-                    name: t,
-                    attributes: Some(AttributeUpdate { attributes, merge }),
-                    thing_type_name: None,
-                    remove_thing_type: false,
-                    expected_version
-                }
+                |(t, attributes, merge, expected_version)| Command::Registry(
+                    RegistryCommand::UpdateThing {
+                        name: t,
+                        attributes: Some(AttributeUpdate { attributes, merge }),
+                        thing_type_name: None,
+                        remove_thing_type: false,
+                        expected_version
+                    }
+                )
             ),
-        (thing, prop::option::of(1u64..4)).prop_map(|(t, v)| Command::DeleteThing {
-            name: t,
-            expected_version: v
-        }),
+        (thing, prop::option::of(1u64..4)).prop_map(|(t, v)| Command::Registry(
+            RegistryCommand::DeleteThing {
+                name: t,
+                expected_version: v
+            }
+        )),
     ]
 }
 
@@ -127,9 +136,9 @@ proptest! {
         for c in &log {
             let before = s.clone();
             let outcome = s.apply(c);
-            if let Command::UpdateShadow { key, .. } = c {
+            if let Command::Shadow(ShadowCommand::Update { key, .. }) = c {
                 let old = versions.get(key).copied().unwrap_or(0);
-                let new = s.shadow(key).map(|r| r.version).unwrap_or(0);
+                let new = s.shadows().get(key).map(|r| r.version).unwrap_or(0);
                 match outcome {
                     Ok(Applied::ShadowUpdated(u)) => {
                         prop_assert_eq!(new, old + 1);
@@ -148,14 +157,14 @@ proptest! {
         let mut s = State::default();
         let key = ShadowKey::classic("d");
         let body = json!({"state": {"desired": desired, "reported": reported}}).to_string();
-        if s.apply(&Command::UpdateShadow { key: key.clone(), request: body, at_ms: 1 }).is_err() {
+        if s.apply(&Command::Shadow(ShadowCommand::Update { key: key.clone(), request: body, at_ms: 1 })).is_err() {
             return Ok(());
         }
-        let doc = s.shadow(&key).unwrap().get_response(&key).unwrap();
+        let doc = s.shadows().get(&key).unwrap().get_response(&key).unwrap();
         if let Some(delta) = doc["state"].get("delta").cloned() {
             let report = json!({"state": {"reported": delta}}).to_string();
-            s.apply(&Command::UpdateShadow { key: key.clone(), request: report, at_ms: 2 }).unwrap();
-            let doc = s.shadow(&key).unwrap().get_response(&key).unwrap();
+            s.apply(&Command::Shadow(ShadowCommand::Update { key: key.clone(), request: report, at_ms: 2 })).unwrap();
+            let doc = s.shadows().get(&key).unwrap().get_response(&key).unwrap();
             prop_assert!(doc["state"].get("delta").is_none(), "delta left: {}", doc);
         }
     }

@@ -5,10 +5,11 @@
 use fleetcore_model::limits::{
     Quotas, NAMED_SHADOWS_PER_THING_MAX, RETAINED_BYTES_MAX, RETAINED_MESSAGES_MAX,
 };
+use fleetcore_model::{ClusterCommand, RegistryCommand, RetainedCommand, ShadowCommand};
 use fleetcore_model::{Command, Rejection, RetainedMessage, ShadowKey, State};
 
 fn retained(topic: &str, payload: Vec<u8>, expires_at_ms: Option<u64>) -> Command {
-    Command::SetRetained(RetainedMessage {
+    Command::Retained(RetainedCommand::Set(RetainedMessage {
         topic: topic.into(),
         payload,
         qos: 1,
@@ -19,7 +20,7 @@ fn retained(topic: &str, payload: Vec<u8>, expires_at_ms: Option<u64>) -> Comman
         user: Vec::new(),
         stored_at_ms: 0,
         expires_at_ms,
-    })
+    }))
 }
 
 #[test]
@@ -40,7 +41,7 @@ fn retained_messages_are_bounded_in_count() {
     assert!(s.apply(&retained("t/0", vec![2, 2], None)).is_ok());
     assert!(s.apply(&retained("t/1", Vec::new(), None)).is_ok());
     assert!(s.apply(&retained("t/one-more", vec![1], None)).is_ok());
-    assert_eq!(s.retained_usage().0, RETAINED_MESSAGES_MAX);
+    assert_eq!(s.retained().usage().0, RETAINED_MESSAGES_MAX);
 }
 
 #[test]
@@ -69,28 +70,30 @@ fn expired_retained_messages_are_removed_by_the_leaders_command() {
     assert!(s.apply(&retained("e/short", vec![1], Some(1_000))).is_ok());
     assert!(s.apply(&retained("e/long", vec![1], Some(9_000))).is_ok());
     assert!(s.apply(&retained("e/never", vec![1], None)).is_ok());
-    let (expired, more) = s.expired_retained(5_000, None, 100);
+    let (expired, more) = s.retained().expired(5_000, None, 100);
     assert_eq!(expired, vec!["e/short".to_string()]);
     assert_eq!(more, None);
     // Judged by the command's time: "e/long" is not expired at 5 s, even if named.
-    let sweep = Command::ExpireRetained {
+    let sweep = Command::Retained(RetainedCommand::Expire {
         topics: vec!["e/short".into(), "e/long".into()],
         at_ms: 5_000,
-    };
+    });
     assert!(s.apply(&sweep).is_ok());
-    let left: Vec<&str> = s.retained().map(|m| m.topic.as_str()).collect();
+    let left: Vec<&str> = s.retained().iter().map(|m| m.topic.as_str()).collect();
     assert_eq!(left, vec!["e/long", "e/never"]);
     let bytes = "e/long".len() + 1 + "e/never".len() + 1;
-    assert_eq!(s.retained_usage(), (2, bytes));
+    assert_eq!(s.retained().usage(), (2, bytes));
 }
 
 #[test]
 fn named_shadows_per_thing_are_bounded() {
     let mut s = State::default();
-    let update = |name: &str| Command::UpdateShadow {
-        key: ShadowKey::named("lamp", name),
-        request: r#"{"state":{"reported":{"on":true}}}"#.into(),
-        at_ms: 0,
+    let update = |name: &str| {
+        Command::Shadow(ShadowCommand::Update {
+            key: ShadowKey::named("lamp", name),
+            request: r#"{"state":{"reported":{"on":true}}}"#.into(),
+            at_ms: 0,
+        })
     };
     for i in 0..NAMED_SHADOWS_PER_THING_MAX {
         assert!(s.apply(&update(&format!("s{i}"))).is_ok());
@@ -102,33 +105,33 @@ fn named_shadows_per_thing_are_bounded() {
     );
     // Existing ones still update; the classic shadow does not count.
     assert!(s.apply(&update("s0")).is_ok());
-    let classic = Command::UpdateShadow {
+    let classic = Command::Shadow(ShadowCommand::Update {
         key: ShadowKey::classic("lamp"),
         request: r#"{"state":{"reported":{"on":true}}}"#.into(),
         at_ms: 0,
-    };
+    });
     assert!(s.apply(&classic).is_ok());
 }
 
 fn create_thing(name: &str) -> Command {
-    Command::CreateThing {
+    Command::Registry(RegistryCommand::CreateThing {
         name: name.into(),
         thing_type_name: None,
         attributes: Default::default(),
         thing_id: format!("id-{name}"),
         at_ms: 0,
-    }
+    })
 }
 
 fn create_group(name: &str) -> Command {
-    Command::CreateThingGroup {
+    Command::Registry(RegistryCommand::CreateThingGroup {
         name: name.into(),
         parent: None,
         description: None,
         attributes: Default::default(),
         thing_group_id: format!("id-{name}"),
         at_ms: 0,
-    }
+    })
 }
 
 /// Quotas are replicated state: set by a command, enforced by every replica the
@@ -146,7 +149,9 @@ fn quotas_are_set_by_command_and_name_themselves_when_full() {
         retained_payload_bytes: 20,
         ..Quotas::default()
     };
-    assert!(s.apply(&Command::SetQuotas(quotas)).is_ok());
+    assert!(s
+        .apply(&Command::Cluster(ClusterCommand::SetQuotas(quotas)))
+        .is_ok());
     assert_eq!(s.quotas(), quotas);
 
     assert!(s.apply(&create_thing("a")).is_ok());
@@ -168,10 +173,12 @@ fn quotas_are_set_by_command_and_name_themselves_when_full() {
         "{refused:?}"
     );
 
-    let shadow = |name: &str, body: &str| Command::UpdateShadow {
-        key: ShadowKey::named("a", name),
-        request: body.into(),
-        at_ms: 0,
+    let shadow = |name: &str, body: &str| {
+        Command::Shadow(ShadowCommand::Update {
+            key: ShadowKey::named("a", name),
+            request: body.into(),
+            at_ms: 0,
+        })
     };
     assert!(s
         .apply(&shadow("n1", r#"{"state":{"reported":{"x":1}}}"#))
@@ -203,8 +210,10 @@ fn quotas_are_set_by_command_and_name_themselves_when_full() {
         things: 1,
         ..quotas
     };
-    assert!(s.apply(&Command::SetQuotas(lower)).is_ok());
-    assert!(s.thing("b").is_some());
+    assert!(s
+        .apply(&Command::Cluster(ClusterCommand::SetQuotas(lower)))
+        .is_ok());
+    assert!(s.registry().thing("b").is_some());
     assert!(s.apply(&create_thing("d")).is_err());
 
     // The quotas are a stored record, so they survive a reload and a snapshot.
@@ -229,7 +238,7 @@ fn a_quota_of_zero_or_above_its_ceiling_is_refused() {
             ..Quotas::default()
         },
     ] {
-        let refused = s.apply(&Command::SetQuotas(bad));
+        let refused = s.apply(&Command::Cluster(ClusterCommand::SetQuotas(bad)));
         assert!(
             matches!(&refused, Err(Rejection::Invalid(m)) if m.contains("quota")),
             "{refused:?}"
@@ -245,52 +254,62 @@ fn a_quota_of_zero_or_above_its_ceiling_is_refused() {
 fn shadow_tombstones_are_forgotten_after_48_hours() {
     use fleetcore_model::limits::SHADOW_TOMBSTONE_MS;
     let mut s = State::default();
-    let update = |at_ms: u64| Command::UpdateShadow {
-        key: ShadowKey::classic("lamp"),
-        request: r#"{"state":{"reported":{"on":true}}}"#.into(),
-        at_ms,
+    let update = |at_ms: u64| {
+        Command::Shadow(ShadowCommand::Update {
+            key: ShadowKey::classic("lamp"),
+            request: r#"{"state":{"reported":{"on":true}}}"#.into(),
+            at_ms,
+        })
     };
-    let delete = |at_ms: u64| Command::DeleteShadow {
-        key: ShadowKey::classic("lamp"),
-        expected_version: None,
-        client_token: None,
-        at_ms,
+    let delete = |at_ms: u64| {
+        Command::Shadow(ShadowCommand::Delete {
+            key: ShadowKey::classic("lamp"),
+            expected_version: None,
+            client_token: None,
+            at_ms,
+        })
     };
-    let version = |s: &State| s.shadow(&ShadowKey::classic("lamp")).map(|r| r.version);
+    let version = |s: &State| {
+        s.shadows()
+            .get(&ShadowKey::classic("lamp"))
+            .map(|r| r.version)
+    };
     assert!(s.apply(&update(1_000)).is_ok());
     assert!(s.apply(&update(2_000)).is_ok());
     assert!(s.apply(&delete(3_000)).is_ok());
     // Within 48 hours: nothing is stale, and an update continues the version.
-    let (stale, _) = s.stale_shadow_tombstones(3_000 + SHADOW_TOMBSTONE_MS - 1, None, 100);
+    let (stale, _) = s
+        .shadows()
+        .stale_tombstones(3_000 + SHADOW_TOMBSTONE_MS - 1, None, 100);
     assert!(stale.is_empty());
     assert!(s.apply(&update(4_000)).is_ok());
     assert_eq!(version(&s), Some(3));
     assert!(s.apply(&delete(5_000)).is_ok());
     // A sweep stamped too early removes nothing, even when it names the shadow.
-    let early = Command::ForgetShadowTombstones {
+    let early = Command::Shadow(ShadowCommand::ForgetTombstones {
         keys: vec![ShadowKey::classic("lamp")],
         at_ms: 5_000 + SHADOW_TOMBSTONE_MS - 1,
-    };
+    });
     assert!(s.apply(&early).is_ok());
     assert_eq!(version(&s), Some(3));
     let at = 5_000 + SHADOW_TOMBSTONE_MS;
-    let (stale, more) = s.stale_shadow_tombstones(at, None, 100);
+    let (stale, more) = s.shadows().stale_tombstones(at, None, 100);
     assert_eq!(stale, vec![ShadowKey::classic("lamp")]);
     assert_eq!(more, None);
-    let sweep = Command::ForgetShadowTombstones {
+    let sweep = Command::Shadow(ShadowCommand::ForgetTombstones {
         keys: stale,
         at_ms: at,
-    };
+    });
     assert!(s.apply(&sweep).is_ok());
     assert_eq!(version(&s), None);
     assert!(s.apply(&update(at + 1)).is_ok());
     assert_eq!(version(&s), Some(1));
     // A live shadow named in a sweep is left alone.
     assert!(s
-        .apply(&Command::ForgetShadowTombstones {
+        .apply(&Command::Shadow(ShadowCommand::ForgetTombstones {
             keys: vec![ShadowKey::classic("lamp")],
             at_ms: u64::MAX,
-        })
+        }))
         .is_ok());
     assert_eq!(version(&s), Some(1));
 }

@@ -1,21 +1,23 @@
 //! Shadow semantics, table by table, against the AWS IoT developer guide's examples.
 
 use fleetcore_model::shadow::ShadowUpdateRequest;
+use fleetcore_model::ShadowCommand;
 use fleetcore_model::{Applied, Command, Rejection, ShadowKey, State};
 use serde_json::{json, Value};
 
 fn update(state: &mut State, thing: &str, body: Value, at_s: u64) -> Result<Applied, Rejection> {
-    state.apply(&Command::UpdateShadow {
+    state.apply(&Command::Shadow(ShadowCommand::Update {
         key: ShadowKey::classic(thing),
         request: body.to_string(),
         at_ms: at_s * 1000,
-    })
+    }))
 }
 
 fn get(state: &State, thing: &str) -> Value {
     let key = ShadowKey::classic(thing);
     state
-        .shadow(&key)
+        .shadows()
+        .get(&key)
         .expect("shadow exists")
         .get_response(&key)
         .expect("document exists")
@@ -176,12 +178,12 @@ fn state_null_clears_and_delete_keeps_version() {
     assert_eq!(doc["version"], 2);
 
     let deleted = s
-        .apply(&Command::DeleteShadow {
+        .apply(&Command::Shadow(ShadowCommand::Delete {
             key: ShadowKey::classic("t"),
             expected_version: None,
             client_token: None,
             at_ms: 3000,
-        })
+        }))
         .unwrap();
     assert_eq!(
         deleted,
@@ -189,7 +191,7 @@ fn state_null_clears_and_delete_keeps_version() {
     );
     let key = ShadowKey::classic("t");
     assert!(matches!(
-        s.shadow(&key).unwrap().get_response(&key),
+        s.shadows().get(&key).unwrap().get_response(&key),
         Err(Rejection::NotFound { .. })
     ));
     update(&mut s, "t", json!({"state": {"reported": {"b": 1}}}), 4).unwrap();
@@ -261,11 +263,11 @@ fn invalid_names_are_refused() {
     .unwrap_err();
     assert!(matches!(err, Rejection::Invalid(_)));
     let err = s
-        .apply(&Command::UpdateShadow {
+        .apply(&Command::Shadow(ShadowCommand::Update {
             key: ShadowKey::named("t", "x".repeat(65)),
             request: json!({"state": {"desired": {"a": 1}}}).to_string(),
             at_ms: 0,
-        })
+        }))
         .unwrap_err();
     assert!(matches!(err, Rejection::Invalid(_)));
 }

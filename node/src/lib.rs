@@ -17,6 +17,7 @@ pub mod mqtt;
 pub mod service;
 pub mod telemetry;
 
+use fleetcore_model::{RetainedCommand, ShadowCommand};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -254,16 +255,19 @@ async fn forget_shadow_tombstones<C: fleetcore_raft::Connector>(service: &Servic
     let mut after: Option<fleetcore_model::ShadowKey> = None;
     loop {
         let now = service.now_ms();
-        let (keys, next) =
-            service
-                .node()
-                .state()
-                .read()
-                .state
-                .stale_shadow_tombstones(now, after.as_ref(), page);
+        let (keys, next) = service
+            .node()
+            .state()
+            .read()
+            .state
+            .shadows()
+            .stale_tombstones(now, after.as_ref(), page);
         if !keys.is_empty() {
             let count = keys.len();
-            let command = fleetcore_model::Command::ForgetShadowTombstones { keys, at_ms: now };
+            let command = fleetcore_model::Command::Shadow(ShadowCommand::ForgetTombstones {
+                keys,
+                at_ms: now,
+            });
             match service.propose(command).await {
                 Ok(_) => tracing::debug!(count, "shadow tombstones forgotten"),
                 Err(e) => {
@@ -307,10 +311,14 @@ async fn sweep_expired_retained<C: fleetcore_raft::Connector>(service: Service<C
                 node.state()
                     .read()
                     .state
-                    .expired_retained(now, after.as_deref(), PAGE);
+                    .retained()
+                    .expired(now, after.as_deref(), PAGE);
             if !topics.is_empty() {
                 let count = topics.len();
-                let command = fleetcore_model::Command::ExpireRetained { topics, at_ms: now };
+                let command = fleetcore_model::Command::Retained(RetainedCommand::Expire {
+                    topics,
+                    at_ms: now,
+                });
                 match service.propose(command).await {
                     Ok(_) => tracing::debug!(count, "expired retained messages removed"),
                     Err(e) => {

@@ -8,6 +8,7 @@ use fleetcore_model::{
     names, Applied, AttributeUpdate, Command, Outcome, RetainedMessage, ShadowKey, Thing,
     ThingQuery,
 };
+use fleetcore_model::{RegistryCommand, ShadowCommand};
 use fleetcore_raft::{Connector, RaftNode};
 use serde_json::Value;
 
@@ -73,7 +74,8 @@ impl<C: Connector> Service<C> {
     pub async fn propose(&self, command: Command) -> Result<Applied, ApiError> {
         // Shadow updates, the hot path, skip the state lock.
         let change = match command {
-            Command::UpdateShadow { .. } | Command::DeleteShadow { .. } => None,
+            Command::Shadow(ShadowCommand::Update { .. })
+            | Command::Shadow(ShadowCommand::Delete { .. }) => None,
             _ => RegistryChange::of(&command, &self.node.state().read().state),
         };
         let Ok(_permit) = self.proposals.try_acquire() else {
@@ -128,13 +130,13 @@ impl<C: Connector> Service<C> {
         attributes: BTreeMap<String, String>,
     ) -> Result<Thing, ApiError> {
         names::check_thing_name(name)?;
-        let command = Command::CreateThing {
+        let command = Command::Registry(RegistryCommand::CreateThing {
             name: name.to_string(),
             thing_type_name,
             attributes,
             thing_id: uuid::Uuid::new_v4().to_string(),
             at_ms: self.clock.now_ms(),
-        };
+        });
         match self.propose(command).await? {
             Applied::Thing(t) => Ok(t),
             other => Err(ApiError::unexpected(&other)),
@@ -151,13 +153,13 @@ impl<C: Connector> Service<C> {
         expected_version: Option<u64>,
     ) -> Result<Thing, ApiError> {
         names::check_thing_name(name)?;
-        let command = Command::UpdateThing {
+        let command = Command::Registry(RegistryCommand::UpdateThing {
             name: name.to_string(),
             attributes,
             thing_type_name,
             remove_thing_type,
             expected_version,
-        };
+        });
         match self.propose(command).await? {
             Applied::Thing(t) => Ok(t),
             other => Err(ApiError::unexpected(&other)),
@@ -172,10 +174,10 @@ impl<C: Connector> Service<C> {
     ) -> Result<(), ApiError> {
         names::check_thing_name(name)?;
         match self
-            .propose(Command::DeleteThing {
+            .propose(Command::Registry(RegistryCommand::DeleteThing {
                 name: name.to_string(),
                 expected_version,
-            })
+            }))
             .await?
         {
             Applied::ThingDeleted { .. } => Ok(()),
@@ -190,6 +192,7 @@ impl<C: Connector> Service<C> {
         let applied = self.node.state().read();
         applied
             .state
+            .registry()
             .thing(name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(format!("Thing {name} cannot be found.")))
@@ -204,7 +207,10 @@ impl<C: Connector> Service<C> {
     ) -> Result<ThingPage, ApiError> {
         self.node.linearizable_read().await?;
         let applied = self.node.state().read();
-        let (things, next_token) = applied.state.list_things(query, next_token, limit);
+        let (things, next_token) = applied
+            .state
+            .registry()
+            .list_things(query, next_token, limit);
         Ok(ThingPage { things, next_token })
     }
 
@@ -220,7 +226,8 @@ impl<C: Connector> Service<C> {
         let applied = self.node.state().read();
         let mut page: Vec<RetainedMessage> = applied
             .state
-            .retained_with_prefix("", after)
+            .retained()
+            .with_prefix("", after)
             .filter(|m| m.expires_at_ms.is_none_or(|e| e > now))
             .take(limit + 1)
             .cloned()
@@ -241,7 +248,8 @@ impl<C: Connector> Service<C> {
         let applied = self.node.state().read();
         let found = applied
             .state
-            .retained_with_prefix(topic, None)
+            .retained()
+            .with_prefix(topic, None)
             .next()
             .filter(|m| m.topic == topic && m.expires_at_ms.is_none_or(|e| e > now))
             .cloned();
@@ -266,11 +274,11 @@ impl<C: Connector> Service<C> {
         let request = String::from_utf8(body.to_vec())
             .map_err(|_| ApiError::invalid("Payload is not UTF-8"))?;
         let key_for_topic = key.clone();
-        let command = Command::UpdateShadow {
+        let command = Command::Shadow(ShadowCommand::Update {
             key,
             request,
             at_ms: self.clock.now_ms(),
-        };
+        });
         match self.propose(command).await? {
             Applied::ShadowUpdated(u) => {
                 let prefix = shadow_topic(&key_for_topic);
@@ -293,7 +301,12 @@ impl<C: Connector> Service<C> {
         key.check()?;
         self.node.linearizable_read().await?;
         let applied = self.node.state().read();
-        let record = applied.state.shadow(key).cloned().unwrap_or_default();
+        let record = applied
+            .state
+            .shadows()
+            .get(key)
+            .cloned()
+            .unwrap_or_default();
         let mut doc = record.get_response(key)?;
         // AWS stamps the reply with the time it was sent.
         doc["timestamp"] = Value::from(self.clock.now_ms() / 1000);
@@ -309,12 +322,12 @@ impl<C: Connector> Service<C> {
     ) -> Result<Value, ApiError> {
         key.check()?;
         let prefix = shadow_topic(&key);
-        let command = Command::DeleteShadow {
+        let command = Command::Shadow(ShadowCommand::Delete {
             key,
             expected_version,
             client_token,
             at_ms: self.clock.now_ms(),
-        };
+        });
         match self.propose(command).await? {
             Applied::ShadowDeleted(body) => {
                 self.broker
@@ -339,6 +352,7 @@ impl<C: Connector> Service<C> {
             .state()
             .read()
             .state
+            .shadows()
             .named_shadows_page(thing, after, limit))
     }
 }

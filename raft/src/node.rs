@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use fleetcore_model::ClusterCommand;
 use fleetcore_model::{Command, Outcome, RequestId};
 use fleetcore_storage::state_machine::SharedState;
 use fleetcore_storage::{LogStore, NodeInfo, StorageOptions};
@@ -672,11 +673,11 @@ impl<C: Connector> RaftNode<C> {
                     return Ok(ForwardResponse::Done);
                 }
                 // The operator's replacement: this data dir is the member from now on.
-                let record = Command::RecordIncarnation {
+                let record = Command::Cluster(ClusterCommand::RecordIncarnation {
                     node: id,
                     incarnation,
                     replace: true,
-                };
+                });
                 match raft.client_write(record).await {
                     Ok(resp) => resp
                         .data
@@ -926,11 +927,11 @@ async fn record_incarnation<C: Connector>(inner: std::sync::Weak<Inner<C>>) {
             }
             Some(_) => {}
             None if node.leader().is_some() && node.is_member() => {
-                let record = Command::RecordIncarnation {
+                let record = Command::Cluster(ClusterCommand::RecordIncarnation {
                     node: node.id(),
                     incarnation: node.incarnation(),
                     replace: false,
-                };
+                });
                 if let Err(e) = node.propose(record).await {
                     tracing::debug!(error = %e, "incarnation not recorded yet, will retry");
                 }

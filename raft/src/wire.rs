@@ -61,14 +61,16 @@ impl ForwardResponse {
     }
 }
 
-/// Encodes a payload (bincode behind the format byte).
+/// Encodes a payload (bincode behind format byte 2: entries carry commands).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, RaftError> {
-    codec::encode_bin("rpc", value).map_err(|e| RaftError::Wire(e.to_string()))
+    codec::encode_bin_as(codec::FORMAT_V2, "rpc", value).map_err(|e| RaftError::Wire(e.to_string()))
 }
 
-/// Decodes a payload.
+/// Decodes a payload. One of format 1 comes from a node of an older version
+/// and is refused: every node of a cluster runs the same format.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RaftError> {
-    codec::decode_bin("rpc", b"", bytes).map_err(|e| RaftError::Wire(e.to_string()))
+    codec::decode_bin_as(codec::FORMAT_V2, "rpc", b"", bytes)
+        .map_err(|e| RaftError::Wire(e.to_string()))
 }
 
 /// gRPC metadata key carrying the sender's cluster id.

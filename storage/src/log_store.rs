@@ -223,7 +223,7 @@ impl<RT: AsyncRuntime> RaftLogReader<Types<RT>> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            let entry: EntryOf<TypeConfig> = codec::decode_bin("log entry", &key, &value)?;
+            let entry: EntryOf<TypeConfig> = codec::decode_entry(&key, &value)?;
             if entry.index() != index {
                 return Err(StorageError::Corrupt {
                     what: "log entry",
@@ -251,7 +251,7 @@ impl<RT: AsyncRuntime> RaftLogStorage<Types<RT>> for LogStore {
             None => None,
             Some(item) => {
                 let (key, value) = item.map_err(rocks)?;
-                let entry: EntryOf<TypeConfig> = codec::decode_bin("log entry", &key, &value)?;
+                let entry: EntryOf<TypeConfig> = codec::decode_entry(&key, &value)?;
                 Some(entry.log_id())
             }
         };
@@ -285,7 +285,7 @@ impl<RT: AsyncRuntime> RaftLogStorage<Types<RT>> for LogStore {
         let cf = self.cf(keys::CF_LOG)?;
         let mut batch = WriteBatch::default();
         for entry in entries {
-            let value = codec::encode_bin("log entry", &entry)?;
+            let value = codec::encode_entry(&entry)?;
             batch.put_cf(cf, keys::log_key(entry.index()), value);
         }
         // Written here (readable when we return), made durable by the flusher thread.

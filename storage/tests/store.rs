@@ -4,6 +4,7 @@
 use std::io;
 
 use fleetcore_model::{Command, ShadowKey};
+use fleetcore_model::{RegistryCommand, ShadowCommand};
 use fleetcore_storage::{
     keys, open, snapshot, LogStore, SnapshotFile, StateMachineStore, StorageOptions, TypeConfig,
 };
@@ -41,21 +42,21 @@ fn entry(index: u64, command: Command) -> Result<EntryResponder<TypeConfig>, io:
 }
 
 fn shadow(thing: &str, n: u64) -> Command {
-    Command::UpdateShadow {
+    Command::Shadow(ShadowCommand::Update {
         key: ShadowKey::classic(thing),
         request: format!(r#"{{"state":{{"reported":{{"n":{n}}}}}}}"#),
         at_ms: n * 1000,
-    }
+    })
 }
 
 fn create(thing: &str) -> Command {
-    Command::CreateThing {
+    Command::Registry(RegistryCommand::CreateThing {
         name: thing.into(),
         thing_type_name: None,
         attributes: Default::default(),
         thing_id: format!("id-{thing}"),
         at_ms: 5,
-    }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,20 +70,20 @@ async fn applied_state_survives_reopen() {
             entry(3, shadow("a", 2)),
             entry(
                 4,
-                Command::DeleteThing {
+                Command::Registry(RegistryCommand::DeleteThing {
                     name: "a".into(),
                     expected_version: None,
-                },
+                }),
             ),
             // Rejected (version conflict): applied, changes nothing.
             entry(
                 5,
-                Command::DeleteShadow {
+                Command::Shadow(ShadowCommand::Delete {
                     key: ShadowKey::classic("a"),
                     expected_version: Some(9),
                     client_token: None,
                     at_ms: 0,
-                },
+                }),
             ),
         ];
         sm.apply(stream::iter(entries)).await.unwrap();
@@ -98,11 +99,12 @@ async fn applied_state_survives_reopen() {
     assert_eq!(sm.shared().digest_recomputed().unwrap(), digest);
     let state = sm.shared();
     let guard = state.read();
-    assert!(guard.state.thing("a").is_none());
+    assert!(guard.state.registry().thing("a").is_none());
     assert_eq!(
         guard
             .state
-            .shadow(&ShadowKey::classic("a"))
+            .shadows()
+            .get(&ShadowKey::classic("a"))
             .map(|r| r.version),
         Some(2)
     );
@@ -141,7 +143,13 @@ async fn snapshot_installs_into_a_fresh_store() {
         source.shared().digest(),
         source.shared().digest_recomputed().unwrap()
     );
-    assert!(target.shared().read().state.thing("stale").is_none());
+    assert!(target
+        .shared()
+        .read()
+        .state
+        .registry()
+        .thing("stale")
+        .is_none());
     let current = RaftStateMachine::<TypeConfig>::get_current_snapshot(&mut target)
         .await
         .unwrap()
@@ -177,7 +185,8 @@ async fn request_ids_survive_reopen_and_snapshots() {
         let version = guard
             .read()
             .state
-            .shadow(&ShadowKey::classic("a"))
+            .shadows()
+            .get(&ShadowKey::classic("a"))
             .map(|r| r.version);
         assert_eq!(version, Some(1));
     }
@@ -190,7 +199,8 @@ async fn request_ids_survive_reopen_and_snapshots() {
         sm.shared()
             .read()
             .state
-            .shadow(&ShadowKey::classic("a"))
+            .shadows()
+            .get(&ShadowKey::classic("a"))
             .map(|r| r.version)
     };
     assert_eq!(version(&sm), Some(1));

@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 use fleetcore_model::limits::Quotas;
+use fleetcore_model::ClusterCommand;
 use fleetcore_model::Command;
 use fleetcore_raft::Connector;
 use serde_json::Value;
@@ -43,6 +44,8 @@ pub(crate) async fn put<C: Connector>(
     let quotas: Quotas =
         serde_json::from_value(merged).map_err(|e| ApiError::invalid(format!("quotas: {e}")))?;
     quotas.check()?;
-    service.propose(Command::SetQuotas(quotas)).await?;
+    service
+        .propose(Command::Cluster(ClusterCommand::SetQuotas(quotas)))
+        .await?;
     as_json(&quotas)
 }

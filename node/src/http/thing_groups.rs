@@ -5,6 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::Json;
+use fleetcore_model::RegistryCommand;
 use fleetcore_model::{limits, names, Applied, AttributeUpdate, Command};
 use fleetcore_raft::Connector;
 use serde::Deserialize;
@@ -36,7 +37,7 @@ pub(crate) async fn create<C: Connector>(
     let request: CreateRequest = json_body(&body)?;
     names::check_thing_name(&name)?;
     let props = request.thing_group_properties.unwrap_or_default();
-    let command = Command::CreateThingGroup {
+    let command = Command::Registry(RegistryCommand::CreateThingGroup {
         name,
         parent: request.parent_group_name,
         description: props.thing_group_description,
@@ -46,7 +47,7 @@ pub(crate) async fn create<C: Connector>(
             .unwrap_or_default(),
         thing_group_id: service.new_id(),
         at_ms: service.now_ms(),
-    };
+    });
     match service.propose(command).await? {
         Applied::ThingGroup(g) => Ok(Json(json!({
             "thingGroupName": g.name,
@@ -63,7 +64,12 @@ pub(crate) async fn describe<C: Connector>(
 ) -> Result<Json<Value>, ApiError> {
     names::check_thing_name(&name)?;
     let (group, ancestors) = service
-        .read(|s| (s.thing_group(&name).cloned(), s.ancestors(&name)))
+        .read(|s| {
+            (
+                s.registry().thing_group(&name).cloned(),
+                s.registry().ancestors(&name),
+            )
+        })
         .await?;
     let g =
         group.ok_or_else(|| ApiError::not_found(format!("Thing group {name} cannot be found.")))?;
@@ -105,12 +111,12 @@ pub(crate) async fn update<C: Connector>(
     let request: UpdateRequest = json_body(&body)?;
     names::check_thing_name(&name)?;
     let props = request.thing_group_properties.unwrap_or_default();
-    let command = Command::UpdateThingGroup {
+    let command = Command::Registry(RegistryCommand::UpdateThingGroup {
         name,
         description: props.thing_group_description,
         attributes: props.attribute_payload.map(AttributeUpdate::from),
         expected_version: request.expected_version,
-    };
+    });
     match service.propose(command).await? {
         Applied::ThingGroup(g) => Ok(Json(json!({ "version": g.version }))),
         other => Err(ApiError::unexpected(&other)),
@@ -130,10 +136,10 @@ pub(crate) async fn delete<C: Connector>(
 ) -> Result<Json<Value>, ApiError> {
     names::check_thing_name(&name)?;
     service
-        .propose(Command::DeleteThingGroup {
+        .propose(Command::Registry(RegistryCommand::DeleteThingGroup {
             name,
             expected_version: q.expected_version,
-        })
+        }))
         .await?;
     Ok(Json(json!({})))
 }
@@ -156,7 +162,7 @@ pub(crate) async fn list<C: Connector>(
     let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
     let (groups, next) = service
         .read(|s| {
-            s.list_thing_groups(
+            s.registry().list_thing_groups(
                 q.parent_group.as_deref(),
                 q.name_prefix_filter.as_deref(),
                 q.recursive,
@@ -206,7 +212,10 @@ pub(crate) async fn add_thing<C: Connector>(
 ) -> Result<Json<Value>, ApiError> {
     let (group, thing) = json_body::<MembershipRequest>(&body)?.names()?;
     service
-        .propose(Command::AddThingToThingGroup { group, thing })
+        .propose(Command::Registry(RegistryCommand::AddThingToThingGroup {
+            group,
+            thing,
+        }))
         .await?;
     Ok(Json(json!({})))
 }
@@ -217,7 +226,9 @@ pub(crate) async fn remove_thing<C: Connector>(
 ) -> Result<Json<Value>, ApiError> {
     let (group, thing) = json_body::<MembershipRequest>(&body)?.names()?;
     service
-        .propose(Command::RemoveThingFromThingGroup { group, thing })
+        .propose(Command::Registry(
+            RegistryCommand::RemoveThingFromThingGroup { group, thing },
+        ))
         .await?;
     Ok(Json(json!({})))
 }
@@ -254,8 +265,9 @@ pub(crate) async fn things_in_group<C: Connector>(
     let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
     let found = service
         .read(|s| {
-            s.thing_group(&name)
-                .map(|_| s.things_in_group(&name, q.recursive))
+            s.registry()
+                .thing_group(&name)
+                .map(|_| s.registry().things_in_group(&name, q.recursive))
         })
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Thing group {name} cannot be found.")))?;
@@ -271,7 +283,11 @@ pub(crate) async fn groups_for_thing<C: Connector>(
     names::check_thing_name(&thing)?;
     let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
     let found = service
-        .read(|s| s.thing(&thing).map(|_| s.groups_of_thing(&thing)))
+        .read(|s| {
+            s.registry()
+                .thing(&thing)
+                .map(|_| s.registry().groups_of_thing(&thing))
+        })
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Thing {thing} cannot be found.")))?;
     let (groups, next) = name_page(found, q.next_token.as_deref(), limit);

@@ -4,6 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::Json;
+use fleetcore_model::RegistryCommand;
 use fleetcore_model::{limits, names, Applied, Command, ThingType};
 use fleetcore_raft::Connector;
 use serde::Deserialize;
@@ -54,13 +55,13 @@ pub(crate) async fn create<C: Connector>(
     let request: CreateRequest = json_body(&body)?;
     names::check_thing_name(&name)?;
     let props = request.thing_type_properties.unwrap_or_default();
-    let command = Command::CreateThingType {
+    let command = Command::Registry(RegistryCommand::CreateThingType {
         name: name.clone(),
         description: props.thing_type_description,
         searchable_attributes: props.searchable_attributes,
         thing_type_id: service.new_id(),
         at_ms: service.now_ms(),
-    };
+    });
     match service.propose(command).await? {
         Applied::ThingType(t) => Ok(Json(json!({
             "thingTypeName": t.name,
@@ -77,7 +78,7 @@ pub(crate) async fn describe<C: Connector>(
 ) -> Result<Json<Value>, ApiError> {
     names::check_thing_name(&name)?;
     let t = service
-        .read(|s| s.thing_type(&name).cloned())
+        .read(|s| s.registry().thing_type(&name).cloned())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Thing type {name} cannot be found.")))?;
     Ok(Json(describe_json(&service, &t)))
@@ -97,7 +98,13 @@ pub(crate) async fn list<C: Connector>(
 ) -> Result<Json<Value>, ApiError> {
     let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
     let (types, next) = service
-        .read(|s| s.list_thing_types(q.thing_type_name.as_deref(), q.next_token.as_deref(), limit))
+        .read(|s| {
+            s.registry().list_thing_types(
+                q.thing_type_name.as_deref(),
+                q.next_token.as_deref(),
+                limit,
+            )
+        })
         .await?;
     Ok(Json(with_next_token(
         json!({ "thingTypes": types.iter().map(|t| describe_json(&service, t)).collect::<Vec<_>>() }),
@@ -120,11 +127,11 @@ pub(crate) async fn deprecate<C: Connector>(
     let request: DeprecateRequest = json_body(&body)?;
     names::check_thing_name(&name)?;
     service
-        .propose(Command::DeprecateThingType {
+        .propose(Command::Registry(RegistryCommand::DeprecateThingType {
             name,
             undo: request.undo_deprecate,
             at_ms: service.now_ms(),
-        })
+        }))
         .await?;
     Ok(Json(json!({})))
 }
@@ -134,6 +141,8 @@ pub(crate) async fn delete<C: Connector>(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     names::check_thing_name(&name)?;
-    service.propose(Command::DeleteThingType { name }).await?;
+    service
+        .propose(Command::Registry(RegistryCommand::DeleteThingType { name }))
+        .await?;
     Ok(Json(json!({})))
 }

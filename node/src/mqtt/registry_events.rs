@@ -4,6 +4,7 @@
 //! published on this node's broker once the command is applied.
 
 use fleetcore_broker::Broker;
+use fleetcore_model::{ClusterCommand, RegistryCommand, RetainedCommand, ShadowCommand};
 use serde_json::json;
 
 /// What a registry command was about, captured before it is proposed (a delete
@@ -52,66 +53,80 @@ impl RegistryChange {
     pub fn of(command: &fleetcore_model::Command, state: &fleetcore_model::State) -> Option<Self> {
         use fleetcore_model::Command as C;
         Some(match command {
-            C::CreateThing { name, .. } => RegistryChange::Thing {
+            C::Registry(RegistryCommand::CreateThing { name, .. }) => RegistryChange::Thing {
                 operation: "CREATED",
                 name: name.clone(),
                 before: None,
             },
-            C::UpdateThing { name, .. } => RegistryChange::Thing {
+            C::Registry(RegistryCommand::UpdateThing { name, .. }) => RegistryChange::Thing {
                 operation: "UPDATED",
                 name: name.clone(),
                 before: None,
             },
-            C::DeleteThing { name, .. } => RegistryChange::Thing {
+            C::Registry(RegistryCommand::DeleteThing { name, .. }) => RegistryChange::Thing {
                 operation: "DELETED",
                 name: name.clone(),
-                before: state.thing(name).cloned(),
+                before: state.registry().thing(name).cloned(),
             },
-            C::CreateThingType { name, .. } => RegistryChange::ThingType {
-                operation: "CREATED",
-                name: name.clone(),
-            },
-            C::DeprecateThingType { name, .. } => RegistryChange::ThingType {
-                operation: "UPDATED",
-                name: name.clone(),
-            },
-            C::DeleteThingType { name } => RegistryChange::ThingType {
+            C::Registry(RegistryCommand::CreateThingType { name, .. }) => {
+                RegistryChange::ThingType {
+                    operation: "CREATED",
+                    name: name.clone(),
+                }
+            }
+            C::Registry(RegistryCommand::DeprecateThingType { name, .. }) => {
+                RegistryChange::ThingType {
+                    operation: "UPDATED",
+                    name: name.clone(),
+                }
+            }
+            C::Registry(RegistryCommand::DeleteThingType { name }) => RegistryChange::ThingType {
                 operation: "DELETED",
                 name: name.clone(),
             },
-            C::CreateThingGroup { name, .. } => RegistryChange::ThingGroup {
-                operation: "CREATED",
-                name: name.clone(),
-                before: None,
-            },
-            C::UpdateThingGroup { name, .. } => RegistryChange::ThingGroup {
-                operation: "UPDATED",
-                name: name.clone(),
-                before: None,
-            },
-            C::DeleteThingGroup { name, .. } => RegistryChange::ThingGroup {
-                operation: "DELETED",
-                name: name.clone(),
-                before: state.thing_group(name).cloned(),
-            },
-            C::AddThingToThingGroup { group, thing } => RegistryChange::Membership {
-                operation: "ADDED",
-                group: group.clone(),
-                thing: thing.clone(),
-            },
-            C::RemoveThingFromThingGroup { group, thing } => RegistryChange::Membership {
-                operation: "REMOVED",
-                group: group.clone(),
-                thing: thing.clone(),
-            },
+            C::Registry(RegistryCommand::CreateThingGroup { name, .. }) => {
+                RegistryChange::ThingGroup {
+                    operation: "CREATED",
+                    name: name.clone(),
+                    before: None,
+                }
+            }
+            C::Registry(RegistryCommand::UpdateThingGroup { name, .. }) => {
+                RegistryChange::ThingGroup {
+                    operation: "UPDATED",
+                    name: name.clone(),
+                    before: None,
+                }
+            }
+            C::Registry(RegistryCommand::DeleteThingGroup { name, .. }) => {
+                RegistryChange::ThingGroup {
+                    operation: "DELETED",
+                    name: name.clone(),
+                    before: state.registry().thing_group(name).cloned(),
+                }
+            }
+            C::Registry(RegistryCommand::AddThingToThingGroup { group, thing }) => {
+                RegistryChange::Membership {
+                    operation: "ADDED",
+                    group: group.clone(),
+                    thing: thing.clone(),
+                }
+            }
+            C::Registry(RegistryCommand::RemoveThingFromThingGroup { group, thing }) => {
+                RegistryChange::Membership {
+                    operation: "REMOVED",
+                    group: group.clone(),
+                    thing: thing.clone(),
+                }
+            }
             C::Request { command, .. } => return Self::of(command, state),
-            C::UpdateShadow { .. }
-            | C::DeleteShadow { .. }
-            | C::SetRetained(_)
-            | C::ExpireRetained { .. }
-            | C::RecordIncarnation { .. }
-            | C::SetQuotas(_)
-            | C::ForgetShadowTombstones { .. } => return None,
+            C::Shadow(ShadowCommand::Update { .. })
+            | C::Shadow(ShadowCommand::Delete { .. })
+            | C::Retained(RetainedCommand::Set(_))
+            | C::Retained(RetainedCommand::Expire { .. })
+            | C::Cluster(ClusterCommand::RecordIncarnation { .. })
+            | C::Cluster(ClusterCommand::SetQuotas(_))
+            | C::Shadow(ShadowCommand::ForgetTombstones { .. }) => return None,
         })
     }
 }

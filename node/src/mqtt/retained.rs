@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fleetcore_model::limits::RETAINED_ON_SUBSCRIBE_MAX;
+use fleetcore_model::RetainedCommand;
 use fleetcore_model::{Command, RetainedMessage};
 use fleetcore_raft::Connector;
 
@@ -44,7 +45,8 @@ impl<C: Connector> RetainedStore for RaftRetained<C> {
             let mut scanned = 0;
             for m in applied
                 .state
-                .retained_with_prefix(prefix, after.as_deref())
+                .retained()
+                .with_prefix(prefix, after.as_deref())
                 .take(SCAN_PAGE)
             {
                 scanned += 1;
@@ -89,7 +91,7 @@ impl<C: Connector> RetainedStore for RaftRetained<C> {
                     .map(|s| now + u64::from(s) * 1000),
             };
             service
-                .propose(Command::SetRetained(retained))
+                .propose(Command::Retained(RetainedCommand::Set(retained)))
                 .await
                 .map(|_| ())
                 .map_err(|e| {

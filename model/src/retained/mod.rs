@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Rejection;
 
+mod command;
+pub use command::{RetainedCommand, RetainedStore};
+
 /// Longest topic of a retained message (MQTT's string limit).
 pub const TOPIC_BYTES_MAX: usize = 65_535;
 /// Largest retained payload (the broker's packet limit bounds it further).
@@ -73,6 +76,10 @@ mod tests {
     use super::*;
     use crate::{Command, State, StateKey};
 
+    fn set(m: RetainedMessage) -> Command {
+        RetainedCommand::Set(m).into()
+    }
+
     fn msg(topic: &str, payload: &[u8]) -> RetainedMessage {
         RetainedMessage {
             topic: topic.into(),
@@ -91,17 +98,15 @@ mod tests {
     #[test]
     fn set_replace_clear_and_refuse() {
         let mut state = State::default();
-        let (out, changed) = state.apply_tracked(&Command::SetRetained(msg("a/b", b"1")));
+        let (out, changed) = state.apply_tracked(&set(msg("a/b", b"1")));
         assert!(out.is_ok());
         assert!(changed.contains(&StateKey::Retained("a/b".into())));
-        state
-            .apply(&Command::SetRetained(msg("a/b", b"2")))
-            .unwrap();
-        let all: Vec<_> = state.retained().map(|m| m.payload.clone()).collect();
+        state.apply(&set(msg("a/b", b"2"))).unwrap();
+        let all: Vec<_> = state.retained().iter().map(|m| m.payload.clone()).collect();
         assert_eq!(all, vec![b"2".to_vec()]);
-        state.apply(&Command::SetRetained(msg("a/b", b""))).unwrap();
-        assert_eq!(state.retained().count(), 0);
-        let (out, changed) = state.apply_tracked(&Command::SetRetained(msg("a/#", b"x")));
+        state.apply(&set(msg("a/b", b""))).unwrap();
+        assert_eq!(state.retained().len(), 0);
+        let (out, changed) = state.apply_tracked(&set(msg("a/#", b"x")));
         assert!(out.is_err());
         assert!(changed.is_empty());
         assert!(msg("t", b"x").is_live(19));

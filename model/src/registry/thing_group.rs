@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::check_attributes;
 use crate::error::Rejection;
 use crate::names;
-use crate::registry::check_attributes;
 
 /// Groups one thing may belong to (AWS IoT: 10).
 pub const GROUPS_PER_THING_MAX: usize = 10;

@@ -18,6 +18,9 @@ use crate::error::Rejection;
 use crate::limits;
 use crate::names;
 
+mod command;
+pub use command::{ShadowCommand, Shadows};
+
 /// Which shadow: the thing and the shadow's name (empty for the classic shadow).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ShadowKey {

@@ -1,23 +1,22 @@
-//! Commands (what the Raft log carries) and their outcomes.
+//! Format 1 of the log: one flat enum whose variant order is the encoding. Only
+//! read (a node replays a log or a peer's message written before format 2); it
+//! is never written. Do not change it: `storage/tests/formats.rs` holds its
+//! golden bytes.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::error::Rejection;
-use crate::registry::{AttributeUpdate, Thing};
-use crate::shadow::{ShadowKey, ShadowUpdated};
-use crate::thing_group::ThingGroup;
-use crate::thing_type::ThingType;
+use super::Command;
+use crate::cluster::ClusterCommand;
+use crate::registry::{AttributeUpdate, RegistryCommand};
+use crate::request::RequestId;
+use crate::retained::{RetainedCommand, RetainedMessage};
+use crate::shadow::{ShadowCommand, ShadowKey};
 
-/// A change to the replicated state. Everything `apply` needs is inside: time
-/// (`at_ms`) and generated ids are stamped by the proposer.
-///
-/// Encoded with bincode, so no field may be a `serde_json::Value` (bincode cannot
-/// decode self-describing data); JSON documents travel as text.
+/// A command as format 1 encoded it. See [`Command`] for what each one does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
+pub enum CommandV1 {
     /// AWS CreateThing.
     CreateThing {
         /// Thing name.
@@ -147,14 +146,14 @@ pub enum Command {
     },
     // New variants go last: the variant index is part of format v1.
     /// Stores (or, with an empty payload, clears) a topic's retained message.
-    SetRetained(crate::retained::RetainedMessage),
+    SetRetained(RetainedMessage),
     /// `command`, applied at most once per `id`: a repeat answers the first result
     /// (see [`crate::request`]). Every write a node proposes is wrapped in one.
     Request {
         /// Who proposed it, and which of its requests this is.
-        id: crate::request::RequestId,
+        id: RequestId,
         /// The write itself (never another `Request`).
-        command: Box<Command>,
+        command: Box<CommandV1>,
     },
     /// Records the incarnation (data-dir identity) of member `node`. A node
     /// records its own at start (`replace` false: refused if another is recorded,
@@ -190,91 +189,151 @@ pub enum Command {
     },
 }
 
-impl Command {
-    /// A short name for logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Command::CreateThing { .. } => "create_thing",
-            Command::UpdateThing { .. } => "update_thing",
-            Command::DeleteThing { .. } => "delete_thing",
-            Command::UpdateShadow { .. } => "update_shadow",
-            Command::CreateThingType { .. } => "create_thing_type",
-            Command::DeprecateThingType { .. } => "deprecate_thing_type",
-            Command::DeleteThingType { .. } => "delete_thing_type",
-            Command::CreateThingGroup { .. } => "create_thing_group",
-            Command::UpdateThingGroup { .. } => "update_thing_group",
-            Command::DeleteThingGroup { .. } => "delete_thing_group",
-            Command::AddThingToThingGroup { .. } => "add_thing_to_thing_group",
-            Command::RemoveThingFromThingGroup { .. } => "remove_thing_from_thing_group",
-            Command::SetRetained(_) => "set_retained",
-            Command::DeleteShadow { .. } => "delete_shadow",
-            Command::Request { command, .. } => command.kind(),
-            Command::SetQuotas(_) => "set_quotas",
-            Command::ForgetShadowTombstones { .. } => "forget_shadow_tombstones",
-            Command::ExpireRetained { .. } => "expire_retained",
-            Command::RecordIncarnation { .. } => "record_incarnation",
-        }
-    }
-}
-
-/// What applying a command did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Applied {
-    /// Entries that carry no command (blank, membership).
-    Nothing,
-    /// The thing after create or update.
-    Thing(Thing),
-    /// DeleteThing: whether there was a thing to delete.
-    ThingDeleted {
-        /// False when the thing did not exist (still a success, as in AWS).
-        existed: bool,
-    },
-    /// A thing type after create or (un)deprecate.
-    ThingType(ThingType),
-    /// A thing group after create or update.
-    ThingGroup(ThingGroup),
-    /// A change that returns nothing (deletes, group membership).
-    Done,
-    /// An accepted shadow update.
-    ShadowUpdated(ShadowUpdated),
-    /// An accepted shadow delete: the `/delete/accepted` body.
-    ShadowDeleted(Value),
-}
-
-/// The replicated result of one command: every replica computes the same one.
-pub type Outcome = Result<Applied, Rejection>;
-
-impl std::fmt::Display for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Command::CreateThing { name, .. }
-            | Command::UpdateThing { name, .. }
-            | Command::DeleteThing { name, .. } => write!(f, "{} {name}", self.kind()),
-            Command::UpdateShadow { key, .. } | Command::DeleteShadow { key, .. } => {
-                write!(f, "{} {}/{}", self.kind(), key.thing, key.name)
+impl From<CommandV1> for Command {
+    /// Every format-1 command has exactly one format-2 form, with the same meaning.
+    fn from(old: CommandV1) -> Self {
+        use CommandV1 as V1;
+        match old {
+            V1::CreateThing {
+                name,
+                thing_type_name,
+                attributes,
+                thing_id,
+                at_ms,
+            } => RegistryCommand::CreateThing {
+                name,
+                thing_type_name,
+                attributes,
+                thing_id,
+                at_ms,
             }
-            Command::CreateThingType { name, .. }
-            | Command::DeprecateThingType { name, .. }
-            | Command::DeleteThingType { name }
-            | Command::CreateThingGroup { name, .. }
-            | Command::UpdateThingGroup { name, .. }
-            | Command::DeleteThingGroup { name, .. } => write!(f, "{} {name}", self.kind()),
-            Command::AddThingToThingGroup { group, thing }
-            | Command::RemoveThingFromThingGroup { group, thing } => {
-                write!(f, "{} {group} {thing}", self.kind())
+            .into(),
+            V1::UpdateThing {
+                name,
+                attributes,
+                thing_type_name,
+                remove_thing_type,
+                expected_version,
+            } => RegistryCommand::UpdateThing {
+                name,
+                attributes,
+                thing_type_name,
+                remove_thing_type,
+                expected_version,
             }
-            Command::SetRetained(m) => write!(f, "{} {}", self.kind(), m.topic),
-            Command::Request { id, command } => write!(f, "{command} (request {id})"),
-            Command::RecordIncarnation {
-                node, incarnation, ..
-            } => write!(f, "{} {node} {incarnation:016x}", self.kind()),
-            Command::ExpireRetained { topics, .. } => {
-                write!(f, "{} ({} topics)", self.kind(), topics.len())
+            .into(),
+            V1::DeleteThing {
+                name,
+                expected_version,
+            } => RegistryCommand::DeleteThing {
+                name,
+                expected_version,
             }
-            Command::SetQuotas(q) => write!(f, "{} {q:?}", self.kind()),
-            Command::ForgetShadowTombstones { keys, .. } => {
-                write!(f, "{} ({} shadows)", self.kind(), keys.len())
+            .into(),
+            V1::CreateThingType {
+                name,
+                description,
+                searchable_attributes,
+                thing_type_id,
+                at_ms,
+            } => RegistryCommand::CreateThingType {
+                name,
+                description,
+                searchable_attributes,
+                thing_type_id,
+                at_ms,
             }
+            .into(),
+            V1::DeprecateThingType { name, undo, at_ms } => {
+                RegistryCommand::DeprecateThingType { name, undo, at_ms }.into()
+            }
+            V1::DeleteThingType { name } => RegistryCommand::DeleteThingType { name }.into(),
+            V1::CreateThingGroup {
+                name,
+                parent,
+                description,
+                attributes,
+                thing_group_id,
+                at_ms,
+            } => RegistryCommand::CreateThingGroup {
+                name,
+                parent,
+                description,
+                attributes,
+                thing_group_id,
+                at_ms,
+            }
+            .into(),
+            V1::UpdateThingGroup {
+                name,
+                description,
+                attributes,
+                expected_version,
+            } => RegistryCommand::UpdateThingGroup {
+                name,
+                description,
+                attributes,
+                expected_version,
+            }
+            .into(),
+            V1::DeleteThingGroup {
+                name,
+                expected_version,
+            } => RegistryCommand::DeleteThingGroup {
+                name,
+                expected_version,
+            }
+            .into(),
+            V1::AddThingToThingGroup { group, thing } => {
+                RegistryCommand::AddThingToThingGroup { group, thing }.into()
+            }
+            V1::RemoveThingFromThingGroup { group, thing } => {
+                RegistryCommand::RemoveThingFromThingGroup { group, thing }.into()
+            }
+            V1::UpdateShadow {
+                key,
+                request,
+                at_ms,
+            } => ShadowCommand::Update {
+                key,
+                request,
+                at_ms,
+            }
+            .into(),
+            V1::DeleteShadow {
+                key,
+                expected_version,
+                client_token,
+                at_ms,
+            } => ShadowCommand::Delete {
+                key,
+                expected_version,
+                client_token,
+                at_ms,
+            }
+            .into(),
+            V1::ForgetShadowTombstones { keys, at_ms } => {
+                ShadowCommand::ForgetTombstones { keys, at_ms }.into()
+            }
+            V1::SetRetained(message) => RetainedCommand::Set(message).into(),
+            V1::ExpireRetained { topics, at_ms } => {
+                RetainedCommand::Expire { topics, at_ms }.into()
+            }
+            V1::RecordIncarnation {
+                node,
+                incarnation,
+                replace,
+            } => ClusterCommand::RecordIncarnation {
+                node,
+                incarnation,
+                replace,
+            }
+            .into(),
+            V1::SetQuotas(quotas) => ClusterCommand::SetQuotas(quotas).into(),
+            V1::Request { id, command } => Command::Request {
+                id,
+                command: Box::new(Command::from(*command)),
+            },
         }
     }
 }

@@ -1,12 +1,163 @@
-//! The thing registry: AWS IoT's CreateThing / UpdateThing / DeleteThing rules.
+//! The thing registry: things, thing types and thing groups, with AWS IoT's
+//! rules for creating, changing and deleting them ([`RegistryCommand`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Rejection;
 use crate::limits;
 use crate::names;
+
+mod command;
+pub mod thing_group;
+pub mod thing_type;
+
+pub use command::RegistryCommand;
+use thing_group::ThingGroup;
+use thing_type::ThingType;
+
+/// The registry's part of the replicated state.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Registry {
+    pub(crate) things: BTreeMap<String, Thing>,
+    pub(crate) thing_types: BTreeMap<String, ThingType>,
+    pub(crate) thing_groups: BTreeMap<String, ThingGroup>,
+}
+
+impl Registry {
+    /// A thing by name.
+    pub fn thing(&self, name: &str) -> Option<&Thing> {
+        self.things.get(name)
+    }
+
+    /// A thing type by name.
+    pub fn thing_type(&self, name: &str) -> Option<&ThingType> {
+        self.thing_types.get(name)
+    }
+
+    /// A thing group by name.
+    pub fn thing_group(&self, name: &str) -> Option<&ThingGroup> {
+        self.thing_groups.get(name)
+    }
+
+    /// True when nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.things.is_empty() && self.thing_types.is_empty() && self.thing_groups.is_empty()
+    }
+
+    /// One page of things after `after` (exclusive), in name order, with the name to
+    /// continue from when more remain.
+    pub fn list_things(
+        &self,
+        query: &ThingQuery,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<Thing>, Option<String>) {
+        page(
+            self.things.values().filter(|t| query.matches(t)),
+            |t| &t.name,
+            after,
+            limit,
+        )
+    }
+
+    /// One page of thing types.
+    pub fn list_thing_types(
+        &self,
+        name: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<ThingType>, Option<String>) {
+        page(
+            self.thing_types
+                .values()
+                .filter(|t| name.is_none_or(|n| t.name == n)),
+            |t| &t.name,
+            after,
+            limit,
+        )
+    }
+
+    /// One page of thing groups: under `parent` (direct children, or all descendants
+    /// with `recursive`), names starting with `prefix`.
+    pub fn list_thing_groups(
+        &self,
+        parent: Option<&str>,
+        prefix: Option<&str>,
+        recursive: bool,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<ThingGroup>, Option<String>) {
+        let under = |g: &ThingGroup| match parent {
+            None => recursive || g.parent.is_none(),
+            Some(p) if recursive => self.ancestors(&g.name).iter().any(|a| a == p),
+            Some(p) => g.parent.as_deref() == Some(p),
+        };
+        page(
+            self.thing_groups
+                .values()
+                .filter(|g| under(g) && prefix.is_none_or(|x| g.name.starts_with(x))),
+            |g| &g.name,
+            after,
+            limit,
+        )
+    }
+
+    /// Parents of a group, nearest first.
+    pub fn ancestors(&self, group: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cursor = self.thing_groups.get(group).and_then(|g| g.parent.clone());
+        while let Some(p) = cursor {
+            cursor = self.thing_groups.get(&p).and_then(|g| g.parent.clone());
+            out.push(p);
+            if out.len() > thing_group::GROUP_DEPTH_MAX {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Things in a group (and, with `recursive`, in its descendants), sorted, deduplicated.
+    pub fn things_in_group(&self, group: &str, recursive: bool) -> Vec<String> {
+        let mut names = BTreeSet::new();
+        for g in self.thing_groups.values() {
+            let included = g.name == group
+                || (recursive && self.ancestors(&g.name).iter().any(|a| a == group));
+            if included {
+                names.extend(g.things.iter().cloned());
+            }
+        }
+        names.into_iter().collect()
+    }
+
+    /// Groups a thing belongs to directly, in name order.
+    pub fn groups_of_thing(&self, thing: &str) -> Vec<String> {
+        self.thing_groups
+            .values()
+            .filter(|g| g.things.contains(thing))
+            .map(|g| g.name.clone())
+            .collect()
+    }
+}
+
+/// Name-ordered pagination: items after `after`, at most `limit`, and the token to go on.
+fn page<'a, T: Clone + 'a>(
+    items: impl Iterator<Item = &'a T>,
+    name: impl Fn(&T) -> &String,
+    after: Option<&str>,
+    limit: usize,
+) -> (Vec<T>, Option<String>) {
+    let mut out: Vec<T> = Vec::new();
+    for item in items.filter(|i| after.is_none_or(|a| name(i).as_str() > a)) {
+        if out.len() == limit {
+            let next = out.last().map(|t| name(t).clone());
+            return (out, next);
+        }
+        out.push(item.clone());
+    }
+    (out, None)
+}
 
 /// A registered thing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
