@@ -1,9 +1,12 @@
-//! The node's errors, and how each becomes an HTTP answer in AWS's error shape.
+//! The node's errors, and how each becomes an HTTP answer in AWS's error shape
+//! (the service layer's [`ServiceError`] decides status and name; this is its HTTP form).
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fleetcore_model::Rejection;
 use fleetcore_raft::RaftError;
+
+use crate::service::ServiceError;
 
 /// Configuration problems, found before anything starts.
 #[derive(Debug, thiserror::Error)]
@@ -54,71 +57,29 @@ impl ApiError {
     }
 }
 
-impl ApiError {
-    /// 500 for an outcome that does not fit the request (a bug): logged, no panic.
-    pub fn unexpected(outcome: &fleetcore_model::Applied) -> Self {
-        tracing::error!(?outcome, "unexpected outcome");
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(error = %e, "request failed");
+        }
         ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            kind: "InternalFailureException",
-            message: "unexpected outcome".into(),
+            status,
+            kind: e.aws_type(),
+            message: e.to_string(),
         }
     }
 }
 
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        let (status, kind) = match &r {
-            Rejection::Invalid(_) => (StatusCode::BAD_REQUEST, "InvalidRequestException"),
-            Rejection::NotFound { .. } => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
-            Rejection::AlreadyExists { .. } => {
-                (StatusCode::CONFLICT, "ResourceAlreadyExistsException")
-            }
-            Rejection::VersionConflict { .. } => (StatusCode::CONFLICT, "VersionConflictException"),
-            Rejection::TooLarge { .. } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLargeException",
-            ),
-            Rejection::LimitExceeded { .. } => (StatusCode::GONE, "LimitExceededException"),
-            Rejection::RequestExpired { .. } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailableException",
-            ),
-        };
-        ApiError {
-            status,
-            kind,
-            message: r.to_string(),
-        }
+        ServiceError::from(r).into()
     }
 }
 
 impl From<RaftError> for ApiError {
     fn from(e: RaftError) -> Self {
-        let (status, kind) = match &e {
-            RaftError::NoLeader(_)
-            | RaftError::Timeout(..)
-            | RaftError::NotInitialized
-            | RaftError::LeaderUnreachable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailableException",
-            ),
-            RaftError::Membership(_) | RaftError::ClusterMismatch(_) => {
-                (StatusCode::CONFLICT, "InvalidRequestException")
-            }
-            _ => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalFailureException",
-            ),
-        };
-        if status.is_server_error() {
-            tracing::warn!(error = %e, "request failed");
-        }
-        ApiError {
-            status,
-            kind,
-            message: e.to_string(),
-        }
+        ServiceError::from(e).into()
     }
 }
 

@@ -6,8 +6,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 use fleetcore_model::limits::Quotas;
-use fleetcore_model::ClusterCommand;
-use fleetcore_model::Command;
 use fleetcore_raft::Connector;
 use serde_json::Value;
 
@@ -24,8 +22,7 @@ fn as_json(quotas: &Quotas) -> Result<Json<Value>, ApiError> {
 pub(crate) async fn get<C: Connector>(
     State(service): State<Service<C>>,
 ) -> Result<Json<Value>, ApiError> {
-    let quotas = service.read(|s| s.quotas()).await?;
-    as_json(&quotas)
+    as_json(&service.quotas().await?)
 }
 
 pub(crate) async fn put<C: Connector>(
@@ -33,7 +30,7 @@ pub(crate) async fn put<C: Connector>(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let changes: serde_json::Map<String, Value> = json_body(&body)?;
-    let current = service.read(|s| s.quotas()).await?;
+    let current = service.quotas().await?;
     let mut merged = as_json(&current)?.0;
     for (name, value) in changes {
         if merged.get(&name).is_none() {
@@ -43,9 +40,5 @@ pub(crate) async fn put<C: Connector>(
     }
     let quotas: Quotas =
         serde_json::from_value(merged).map_err(|e| ApiError::invalid(format!("quotas: {e}")))?;
-    quotas.check()?;
-    service
-        .propose(Command::Cluster(ClusterCommand::SetQuotas(quotas)))
-        .await?;
-    as_json(&quotas)
+    as_json(&service.set_quotas(quotas).await?)
 }

@@ -11,11 +11,12 @@ use serde_json::{json, Value};
 
 use super::{with_next_token, AwsQuery};
 use crate::error::ApiError;
-use crate::service::Service;
+use crate::service::{Service, ServiceError};
 
 /// The data plane (`iot-data`) names a version conflict `ConflictException`,
 /// the control plane `VersionConflictException`.
-fn data_plane(mut e: ApiError) -> ApiError {
+fn data_plane(e: ServiceError) -> ApiError {
+    let mut e = ApiError::from(e);
     if e.kind == "VersionConflictException" {
         e.kind = "ConflictException";
     }

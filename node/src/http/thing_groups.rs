@@ -5,14 +5,14 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::Json;
-use fleetcore_model::RegistryCommand;
-use fleetcore_model::{limits, names, Applied, AttributeUpdate, Command};
+use fleetcore_model::{limits, AttributeUpdate};
 use fleetcore_raft::Connector;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{json_body, page_size, with_next_token, AttributePayload, AwsQuery};
 use crate::error::ApiError;
+use crate::service::registry::GroupProperties;
 use crate::service::Service;
 
 #[derive(Debug, Default, Deserialize)]
@@ -35,44 +35,27 @@ pub(crate) async fn create<C: Connector>(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: CreateRequest = json_body(&body)?;
-    names::check_thing_name(&name)?;
     let props = request.thing_group_properties.unwrap_or_default();
-    let command = Command::Registry(RegistryCommand::CreateThingGroup {
-        name,
-        parent: request.parent_group_name,
+    let properties = GroupProperties {
         description: props.thing_group_description,
-        attributes: props
-            .attribute_payload
-            .map(|p| p.attributes)
-            .unwrap_or_default(),
-        thing_group_id: service.new_id(),
-        at_ms: service.now_ms(),
-    });
-    match service.propose(command).await? {
-        Applied::ThingGroup(g) => Ok(Json(json!({
-            "thingGroupName": g.name,
-            "thingGroupArn": service.arn("thinggroup", &g.name),
-            "thingGroupId": g.thing_group_id,
-        }))),
-        other => Err(ApiError::unexpected(&other)),
-    }
+        attributes: props.attribute_payload.map(AttributeUpdate::from),
+    };
+    let g = service
+        .create_thing_group(&name, request.parent_group_name, properties)
+        .await?;
+    Ok(Json(json!({
+        "thingGroupName": g.name,
+        "thingGroupArn": service.arn("thinggroup", &g.name),
+        "thingGroupId": g.thing_group_id,
+    })))
 }
 
 pub(crate) async fn describe<C: Connector>(
     State(service): State<Service<C>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    names::check_thing_name(&name)?;
-    let (group, ancestors) = service
-        .read(|s| {
-            (
-                s.registry().thing_group(&name).cloned(),
-                s.registry().ancestors(&name),
-            )
-        })
-        .await?;
-    let g =
-        group.ok_or_else(|| ApiError::not_found(format!("Thing group {name} cannot be found.")))?;
+    let described = service.describe_thing_group(&name).await?;
+    let (g, ancestors) = (described.group, described.ancestors);
     let mut props = json!({ "attributePayload": { "attributes": g.attributes } });
     if let Some(d) = &g.description {
         props["thingGroupDescription"] = json!(d);
@@ -109,18 +92,15 @@ pub(crate) async fn update<C: Connector>(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: UpdateRequest = json_body(&body)?;
-    names::check_thing_name(&name)?;
     let props = request.thing_group_properties.unwrap_or_default();
-    let command = Command::Registry(RegistryCommand::UpdateThingGroup {
-        name,
+    let properties = GroupProperties {
         description: props.thing_group_description,
         attributes: props.attribute_payload.map(AttributeUpdate::from),
-        expected_version: request.expected_version,
-    });
-    match service.propose(command).await? {
-        Applied::ThingGroup(g) => Ok(Json(json!({ "version": g.version }))),
-        other => Err(ApiError::unexpected(&other)),
-    }
+    };
+    let g = service
+        .update_thing_group(&name, properties, request.expected_version)
+        .await?;
+    Ok(Json(json!({ "version": g.version })))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,12 +114,8 @@ pub(crate) async fn delete<C: Connector>(
     Path(name): Path<String>,
     AwsQuery(q): AwsQuery<DeleteQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    names::check_thing_name(&name)?;
     service
-        .propose(Command::Registry(RegistryCommand::DeleteThingGroup {
-            name,
-            expected_version: q.expected_version,
-        }))
+        .delete_thing_group(&name, q.expected_version)
         .await?;
     Ok(Json(json!({})))
 }
@@ -161,15 +137,13 @@ pub(crate) async fn list<C: Connector>(
 ) -> Result<Json<Value>, ApiError> {
     let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
     let (groups, next) = service
-        .read(|s| {
-            s.registry().list_thing_groups(
-                q.parent_group.as_deref(),
-                q.name_prefix_filter.as_deref(),
-                q.recursive,
-                q.next_token.as_deref(),
-                limit,
-            )
-        })
+        .list_thing_groups(
+            q.parent_group.as_deref(),
+            q.name_prefix_filter.as_deref(),
+            q.recursive,
+            q.next_token.as_deref(),
+            limit,
+        )
         .await?;
     Ok(Json(with_next_token(
         json!({ "thingGroups": groups.iter()
@@ -200,8 +174,6 @@ impl MembershipRequest {
             .thing_name
             .or(self.thing_arn.and_then(last))
             .ok_or_else(|| ApiError::invalid("thingName or thingArn is required"))?;
-        names::check_thing_name(&group)?;
-        names::check_thing_name(&thing)?;
         Ok((group, thing))
     }
 }
@@ -211,12 +183,7 @@ pub(crate) async fn add_thing<C: Connector>(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (group, thing) = json_body::<MembershipRequest>(&body)?.names()?;
-    service
-        .propose(Command::Registry(RegistryCommand::AddThingToThingGroup {
-            group,
-            thing,
-        }))
-        .await?;
+    service.add_thing_to_group(&group, &thing).await?;
     Ok(Json(json!({})))
 }
 
@@ -225,11 +192,7 @@ pub(crate) async fn remove_thing<C: Connector>(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (group, thing) = json_body::<MembershipRequest>(&body)?.names()?;
-    service
-        .propose(Command::Registry(
-            RegistryCommand::RemoveThingFromThingGroup { group, thing },
-        ))
-        .await?;
+    service.remove_thing_from_group(&group, &thing).await?;
     Ok(Json(json!({})))
 }
 
@@ -242,36 +205,15 @@ pub(crate) struct MembersQuery {
     recursive: bool,
 }
 
-/// A name-ordered page over a sorted list of names.
-fn name_page(
-    names: Vec<String>,
-    after: Option<&str>,
-    limit: usize,
-) -> (Vec<String>, Option<String>) {
-    let rest: Vec<String> = names
-        .into_iter()
-        .filter(|n| after.is_none_or(|a| n.as_str() > a))
-        .collect();
-    let next = (rest.len() > limit).then(|| rest[limit - 1].clone());
-    (rest.into_iter().take(limit).collect(), next)
-}
-
 pub(crate) async fn things_in_group<C: Connector>(
     State(service): State<Service<C>>,
     Path(name): Path<String>,
     AwsQuery(q): AwsQuery<MembersQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    names::check_thing_name(&name)?;
     let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
-    let found = service
-        .read(|s| {
-            s.registry()
-                .thing_group(&name)
-                .map(|_| s.registry().things_in_group(&name, q.recursive))
-        })
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("Thing group {name} cannot be found.")))?;
-    let (things, next) = name_page(found, q.next_token.as_deref(), limit);
+    let (things, next) = service
+        .things_in_group(&name, q.recursive, q.next_token.as_deref(), limit)
+        .await?;
     Ok(Json(with_next_token(json!({ "things": things }), next)))
 }
 
@@ -280,17 +222,10 @@ pub(crate) async fn groups_for_thing<C: Connector>(
     Path(thing): Path<String>,
     AwsQuery(q): AwsQuery<MembersQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    names::check_thing_name(&thing)?;
     let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
-    let found = service
-        .read(|s| {
-            s.registry()
-                .thing(&thing)
-                .map(|_| s.registry().groups_of_thing(&thing))
-        })
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("Thing {thing} cannot be found.")))?;
-    let (groups, next) = name_page(found, q.next_token.as_deref(), limit);
+    let (groups, next) = service
+        .groups_of_thing(&thing, q.next_token.as_deref(), limit)
+        .await?;
     Ok(Json(with_next_token(
         json!({ "thingGroups": groups.iter()
         .map(|g| json!({ "groupName": g, "groupArn": service.arn("thinggroup", g) }))

@@ -4,8 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::Json;
-use fleetcore_model::RegistryCommand;
-use fleetcore_model::{limits, names, Applied, Command, ThingType};
+use fleetcore_model::{limits, ThingType};
 use fleetcore_raft::Connector;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -53,34 +52,26 @@ pub(crate) async fn create<C: Connector>(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: CreateRequest = json_body(&body)?;
-    names::check_thing_name(&name)?;
     let props = request.thing_type_properties.unwrap_or_default();
-    let command = Command::Registry(RegistryCommand::CreateThingType {
-        name: name.clone(),
-        description: props.thing_type_description,
-        searchable_attributes: props.searchable_attributes,
-        thing_type_id: service.new_id(),
-        at_ms: service.now_ms(),
-    });
-    match service.propose(command).await? {
-        Applied::ThingType(t) => Ok(Json(json!({
-            "thingTypeName": t.name,
-            "thingTypeArn": service.arn("thingtype", &t.name),
-            "thingTypeId": t.thing_type_id,
-        }))),
-        other => Err(ApiError::unexpected(&other)),
-    }
+    let t = service
+        .create_thing_type(
+            &name,
+            props.thing_type_description,
+            props.searchable_attributes,
+        )
+        .await?;
+    Ok(Json(json!({
+        "thingTypeName": t.name,
+        "thingTypeArn": service.arn("thingtype", &t.name),
+        "thingTypeId": t.thing_type_id,
+    })))
 }
 
 pub(crate) async fn describe<C: Connector>(
     State(service): State<Service<C>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    names::check_thing_name(&name)?;
-    let t = service
-        .read(|s| s.registry().thing_type(&name).cloned())
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("Thing type {name} cannot be found.")))?;
+    let t = service.describe_thing_type(&name).await?;
     Ok(Json(describe_json(&service, &t)))
 }
 
@@ -98,13 +89,7 @@ pub(crate) async fn list<C: Connector>(
 ) -> Result<Json<Value>, ApiError> {
     let limit = page_size(q.max_results, limits::LIST_PAGE_MAX)?;
     let (types, next) = service
-        .read(|s| {
-            s.registry().list_thing_types(
-                q.thing_type_name.as_deref(),
-                q.next_token.as_deref(),
-                limit,
-            )
-        })
+        .list_thing_types(q.thing_type_name.as_deref(), q.next_token.as_deref(), limit)
         .await?;
     Ok(Json(with_next_token(
         json!({ "thingTypes": types.iter().map(|t| describe_json(&service, t)).collect::<Vec<_>>() }),
@@ -125,13 +110,8 @@ pub(crate) async fn deprecate<C: Connector>(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let request: DeprecateRequest = json_body(&body)?;
-    names::check_thing_name(&name)?;
     service
-        .propose(Command::Registry(RegistryCommand::DeprecateThingType {
-            name,
-            undo: request.undo_deprecate,
-            at_ms: service.now_ms(),
-        }))
+        .deprecate_thing_type(&name, request.undo_deprecate)
         .await?;
     Ok(Json(json!({})))
 }
@@ -140,9 +120,6 @@ pub(crate) async fn delete<C: Connector>(
     State(service): State<Service<C>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    names::check_thing_name(&name)?;
-    service
-        .propose(Command::Registry(RegistryCommand::DeleteThingType { name }))
-        .await?;
+    service.delete_thing_type(&name).await?;
     Ok(Json(json!({})))
 }

@@ -4,7 +4,7 @@
 //! published on this node's broker once the command is applied.
 
 use fleetcore_broker::Broker;
-use fleetcore_model::{ClusterCommand, RegistryCommand, RetainedCommand, ShadowCommand};
+use fleetcore_model::RegistryCommand;
 use serde_json::json;
 
 /// What a registry command was about, captured before it is proposed (a delete
@@ -52,82 +52,70 @@ impl RegistryChange {
     /// local state, read for what a delete removes.
     pub fn of(command: &fleetcore_model::Command, state: &fleetcore_model::State) -> Option<Self> {
         use fleetcore_model::Command as C;
-        Some(match command {
-            C::Registry(RegistryCommand::CreateThing { name, .. }) => RegistryChange::Thing {
+        match command {
+            C::Registry(c) => Some(Self::of_registry(c, state)),
+            C::Request { command, .. } => Self::of(command, state),
+            C::Shadow(_) | C::Retained(_) | C::Cluster(_) => None,
+        }
+    }
+
+    fn of_registry(command: &RegistryCommand, state: &fleetcore_model::State) -> Self {
+        match command {
+            RegistryCommand::CreateThing { name, .. } => RegistryChange::Thing {
                 operation: "CREATED",
                 name: name.clone(),
                 before: None,
             },
-            C::Registry(RegistryCommand::UpdateThing { name, .. }) => RegistryChange::Thing {
+            RegistryCommand::UpdateThing { name, .. } => RegistryChange::Thing {
                 operation: "UPDATED",
                 name: name.clone(),
                 before: None,
             },
-            C::Registry(RegistryCommand::DeleteThing { name, .. }) => RegistryChange::Thing {
+            RegistryCommand::DeleteThing { name, .. } => RegistryChange::Thing {
                 operation: "DELETED",
                 name: name.clone(),
                 before: state.registry().thing(name).cloned(),
             },
-            C::Registry(RegistryCommand::CreateThingType { name, .. }) => {
-                RegistryChange::ThingType {
-                    operation: "CREATED",
-                    name: name.clone(),
-                }
-            }
-            C::Registry(RegistryCommand::DeprecateThingType { name, .. }) => {
-                RegistryChange::ThingType {
-                    operation: "UPDATED",
-                    name: name.clone(),
-                }
-            }
-            C::Registry(RegistryCommand::DeleteThingType { name }) => RegistryChange::ThingType {
+            RegistryCommand::CreateThingType { name, .. } => RegistryChange::ThingType {
+                operation: "CREATED",
+                name: name.clone(),
+            },
+            RegistryCommand::DeprecateThingType { name, .. } => RegistryChange::ThingType {
+                operation: "UPDATED",
+                name: name.clone(),
+            },
+            RegistryCommand::DeleteThingType { name } => RegistryChange::ThingType {
                 operation: "DELETED",
                 name: name.clone(),
             },
-            C::Registry(RegistryCommand::CreateThingGroup { name, .. }) => {
-                RegistryChange::ThingGroup {
-                    operation: "CREATED",
-                    name: name.clone(),
-                    before: None,
-                }
-            }
-            C::Registry(RegistryCommand::UpdateThingGroup { name, .. }) => {
-                RegistryChange::ThingGroup {
-                    operation: "UPDATED",
-                    name: name.clone(),
-                    before: None,
-                }
-            }
-            C::Registry(RegistryCommand::DeleteThingGroup { name, .. }) => {
-                RegistryChange::ThingGroup {
-                    operation: "DELETED",
-                    name: name.clone(),
-                    before: state.registry().thing_group(name).cloned(),
-                }
-            }
-            C::Registry(RegistryCommand::AddThingToThingGroup { group, thing }) => {
-                RegistryChange::Membership {
-                    operation: "ADDED",
-                    group: group.clone(),
-                    thing: thing.clone(),
-                }
-            }
-            C::Registry(RegistryCommand::RemoveThingFromThingGroup { group, thing }) => {
+            RegistryCommand::CreateThingGroup { name, .. } => RegistryChange::ThingGroup {
+                operation: "CREATED",
+                name: name.clone(),
+                before: None,
+            },
+            RegistryCommand::UpdateThingGroup { name, .. } => RegistryChange::ThingGroup {
+                operation: "UPDATED",
+                name: name.clone(),
+                before: None,
+            },
+            RegistryCommand::DeleteThingGroup { name, .. } => RegistryChange::ThingGroup {
+                operation: "DELETED",
+                name: name.clone(),
+                before: state.registry().thing_group(name).cloned(),
+            },
+            RegistryCommand::AddThingToThingGroup { group, thing } => RegistryChange::Membership {
+                operation: "ADDED",
+                group: group.clone(),
+                thing: thing.clone(),
+            },
+            RegistryCommand::RemoveThingFromThingGroup { group, thing } => {
                 RegistryChange::Membership {
                     operation: "REMOVED",
                     group: group.clone(),
                     thing: thing.clone(),
                 }
             }
-            C::Request { command, .. } => return Self::of(command, state),
-            C::Shadow(ShadowCommand::Update { .. })
-            | C::Shadow(ShadowCommand::Delete { .. })
-            | C::Retained(RetainedCommand::Set(_))
-            | C::Retained(RetainedCommand::Expire { .. })
-            | C::Cluster(ClusterCommand::RecordIncarnation { .. })
-            | C::Cluster(ClusterCommand::SetQuotas(_))
-            | C::Shadow(ShadowCommand::ForgetTombstones { .. }) => return None,
-        })
+        }
     }
 }
 

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fleetcore_model::limits::RETAINED_ON_SUBSCRIBE_MAX;
-use fleetcore_model::RetainedCommand;
-use fleetcore_model::{Command, RetainedMessage};
+use fleetcore_model::RetainedMessage;
 use fleetcore_raft::Connector;
 
 use super::broker::{RetainedStore, StoreFuture};
@@ -90,19 +89,15 @@ impl<C: Connector> RetainedStore for RaftRetained<C> {
                     .message_expiry
                     .map(|s| now + u64::from(s) * 1000),
             };
-            service
-                .propose(Command::Retained(RetainedCommand::Set(retained)))
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "retained message not stored");
-                    let code = match e.status.as_u16() {
-                        // LimitExceeded (a full quota) or Throttling (writes in flight).
-                        410 | 429 => AckCode::QuotaExceeded,
-                        _ => AckCode::Unspecified,
-                    };
-                    (code, e.to_string())
-                })
+            service.store_retained(retained).await.map_err(|e| {
+                tracing::warn!(error = %e, "retained message not stored");
+                let code = match e.status() {
+                    // LimitExceeded (a full quota) or Throttling (writes in flight).
+                    410 | 429 => AckCode::QuotaExceeded,
+                    _ => AckCode::Unspecified,
+                };
+                (code, e.to_string())
+            })
         })
     }
 }

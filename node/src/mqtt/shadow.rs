@@ -13,8 +13,7 @@ use serde_json::{json, Value};
 
 use super::broker::ReservedTopics;
 use super::codec::Message;
-use crate::error::ApiError;
-use crate::service::{shadow_topic, Service};
+use crate::service::{shadow_topic, Service, ServiceError};
 
 /// Shadow requests one client may have in flight on this node. A device that
 /// publishes faster than its requests commit gets `/rejected` 429 at once for the
@@ -138,7 +137,7 @@ impl<C: Connector> ReservedTopics for ShadowTopics<C> {
         };
         let service = self.service.clone();
         let Some(permit) = InFlight::acquire(&self.in_flight, client_id) else {
-            let e = ApiError::throttled(format!(
+            let e = ServiceError::Throttled(format!(
                 "{SHADOW_REQUESTS_PER_CLIENT_MAX} shadow requests of this client are in flight; retry later"
             ));
             service.broker().publish_json(
@@ -190,7 +189,7 @@ impl<C: Connector> ReservedTopics for ShadowTopics<C> {
                         .broker()
                         .publish_json(format!("{prefix}/{op_name}/accepted"), &doc),
                     Err(e) => {
-                        tracing::debug!(error = %e.message, "shadow request rejected");
+                        tracing::debug!(error = %e, "shadow request rejected");
                         service.broker().publish_json(
                             format!("{prefix}/{op_name}/rejected"),
                             &rejected(&e, token, service.now_ms()),
@@ -205,10 +204,10 @@ impl<C: Connector> ReservedTopics for ShadowTopics<C> {
 
 /// AWS's rejected body: `code` (an HTTP status), `message`, `timestamp`, and the
 /// echoed `clientToken`.
-fn rejected(e: &ApiError, token: Option<String>, now_ms: u64) -> Value {
+fn rejected(e: &ServiceError, token: Option<String>, now_ms: u64) -> Value {
     let mut body = json!({
-        "code": e.status.as_u16(),
-        "message": e.message,
+        "code": e.status(),
+        "message": e.to_string(),
         "timestamp": now_ms / 1000,
     });
     if let (Some(t), Value::Object(m)) = (token, &mut body) {
