@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, Notify, OwnedMutexGuard};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedMutexGuard};
 use tokio::time::Instant;
 
 use crate::authorize::{Action, Authorizer, Identity};
@@ -293,14 +293,37 @@ pub struct Stats {
     pub protocol_errors: AtomicU64,
     /// Connections refused by the per-listener rate limit.
     pub rate_limited: AtomicU64,
+    /// Requests on reserved topics refused because their handler's queue was full.
+    pub reserved_refused: AtomicU64,
 }
 
-/// Handles publishes to reserved topics (`$aws/things/...`): the shadow service.
-pub trait ReservedTopics: Send + Sync {
-    /// True when this handler serves `topic`; it then gets the message.
-    fn handles(&self, topic: &str) -> bool;
-    /// Serves a message; replies are published through the broker later.
-    fn handle(&self, client_id: &str, message: Message);
+/// A publish to a reserved topic that a handler of the node serves (shadow
+/// requests, `$aws/things/...`), queued for it. The broker holds only the sending
+/// end, so a handler (which holds the node's service, which holds this broker)
+/// never makes an `Arc` cycle with it.
+#[derive(Debug)]
+pub struct ReservedRequest {
+    /// The MQTT client that published it; `None` for the node's own API (HTTP publish).
+    pub client_id: Option<String>,
+    /// The request.
+    pub message: Message,
+}
+
+/// What became of a publish to a `$` topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservedOffer {
+    /// A handler serves the topic and has it queued.
+    Queued,
+    /// A handler serves the topic but its queue is full: nothing was done.
+    Full,
+    /// No handler serves the topic: clients may not publish on it.
+    NotServed,
+}
+
+/// One handler's topics and queue.
+struct ReservedRoute {
+    serves: fn(&str) -> bool,
+    queue: mpsc::Sender<ReservedRequest>,
 }
 
 /// What storing a retained message resolves to: done, or the reason code and the
@@ -334,7 +357,7 @@ struct Inner {
     round_robin_members: AtomicU64,
     stats: Stats,
     links: Links,
-    reserved: Mutex<Vec<Arc<dyn ReservedTopics>>>,
+    reserved: Mutex<Vec<ReservedRoute>>,
     retained: Mutex<Option<Arc<dyn RetainedStore>>>,
     /// Pending session claims of this node: client id → (peers still to answer,
     /// handed-over state, wake-up).
@@ -439,23 +462,51 @@ impl Broker {
         &self.inner.links
     }
 
-    /// Adds a reserved-topic handler.
-    pub fn add_reserved(&self, handler: Arc<dyn ReservedTopics>) {
-        lock(&self.inner.reserved).push(handler);
+    /// Routes publishes to the reserved topics `serves` accepts into a queue of
+    /// `capacity` requests, and returns its receiving end for the handler.
+    pub fn serve_reserved(
+        &self,
+        serves: fn(&str) -> bool,
+        capacity: usize,
+    ) -> mpsc::Receiver<ReservedRequest> {
+        let (queue, requests) = mpsc::channel(capacity);
+        lock(&self.inner.reserved).push(ReservedRoute { serves, queue });
+        requests
+    }
+
+    /// Offers a publish on a `$` topic, from MQTT client `client_id` or (`None`)
+    /// the node's API, to the handler that serves it. A queued request is also
+    /// delivered to the topic's subscribers, as in AWS IoT.
+    pub fn offer_reserved(&self, client_id: Option<&str>, message: Message) -> ReservedOffer {
+        let queue = lock(&self.inner.reserved)
+            .iter()
+            .find(|r| (r.serves)(&message.topic))
+            .map(|r| r.queue.clone());
+        let Some(queue) = queue else {
+            return ReservedOffer::NotServed;
+        };
+        let request = ReservedRequest {
+            client_id: client_id.map(str::to_string),
+            message: message.clone(),
+        };
+        match queue.try_send(request) {
+            Ok(()) => {
+                self.publish(message, client_id);
+                ReservedOffer::Queued
+            }
+            Err(_) => {
+                self.inner
+                    .stats
+                    .reserved_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                ReservedOffer::Full
+            }
+        }
     }
 
     /// Sets the retained-message store.
     pub fn set_retained(&self, store: Arc<dyn RetainedStore>) {
         *lock(&self.inner.retained) = Some(store);
-    }
-
-    /// Drops the reserved-topic handlers and the retained store. They hold the
-    /// service, which holds this broker: without this the pair would keep each other,
-    /// and the node's database, alive after the node stops (a simulated crash reopens
-    /// the same directory in the same process).
-    pub fn detach_handlers(&self) {
-        lock(&self.inner.reserved).clear();
-        *lock(&self.inner.retained) = None;
     }
 
     /// The retained-message store, if any.
@@ -466,14 +517,6 @@ impl Broker {
     /// The one authorization call.
     pub fn authorize(&self, identity: &Identity, action: Action, resource: &str) -> bool {
         self.inner.authorizer.authorize(identity, action, resource)
-    }
-
-    /// The handler of a reserved topic, if one serves it.
-    pub fn reserved_handler(&self, topic_name: &str) -> Option<Arc<dyn ReservedTopics>> {
-        lock(&self.inner.reserved)
-            .iter()
-            .find(|h| h.handles(topic_name))
-            .cloned()
     }
 
     /// Claims `client_id` for a new connection: the connection holding it here or

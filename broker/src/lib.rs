@@ -9,9 +9,10 @@
 //! ([`events`]) and the authorization hook ([`authorize`]).
 //!
 //! Must not depend on Raft, RocksDB or the HTTP API: what it needs from the node
-//! comes through traits it defines here: [`link::PeerTransport`] (streams to
-//! other nodes), [`broker::ReservedTopics`] (`$aws/...` handlers such as
-//! shadows), [`broker::RetainedStore`] (replicated retained messages),
+//! comes through traits and queues it defines here: [`link::PeerTransport`]
+//! (streams to other nodes), bounded queues of [`broker::ReservedRequest`]s
+//! (`$aws/...` handlers such as shadows; the broker holds only the sending end),
+//! [`broker::RetainedStore`] (replicated retained messages),
 //! [`authorize::Authorizer`] and [`clock::Clock`]. CI checks the boundary with
 //! `cargo tree -p fleetcore-broker -e normal`.
 #![forbid(unsafe_code)]

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::authorize::{Action, Identity};
-use crate::broker::{Broker, Delivery, Grant, Kick, Outgoing, SubOptions};
+use crate::broker::{Broker, Delivery, Grant, Kick, Outgoing, ReservedOffer, SubOptions};
 use crate::codec::{
     AckCode, Codec, CodecError, ConnAckProps, Connect, ConnectCode, DisconnectCode, Inbound,
     Outbound, Publish, Qos, SubCode, Version, Will,
@@ -749,6 +749,18 @@ impl Connection {
                 format!("publish to {} not allowed", p.message.topic),
             ));
         }
+        if code == AckCode::QuotaExceeded && qos != Qos::AtMostOnce && self.version == Version::V311
+        {
+            // Refused, and 3.1.1 cannot say so in a PUBACK: close rather than
+            // acknowledge what was not taken.
+            return Err(End::Protocol(
+                DisconnectCode::QuotaExceeded,
+                format!(
+                    "publish to {} refused: its handler is overloaded",
+                    p.message.topic
+                ),
+            ));
+        }
         match qos {
             Qos::AtMostOnce => {}
             Qos::AtLeastOnce => {
@@ -790,17 +802,15 @@ impl Connection {
         // AWS IoT reserves every topic that starts with `$`: only the ones a
         // handler serves (shadow requests) may be published to.
         if message.topic.starts_with('$') {
-            return match self.broker.reserved_handler(&message.topic) {
-                Some(h) => {
-                    // Subscribers of a request topic see the request too, as in
-                    // AWS IoT; the handler then serves it.
-                    self.broker.publish(message.clone(), Some(&self.client_id));
-                    h.handle(&self.client_id, message);
-                    AckCode::Success
-                }
+            return match self.broker.offer_reserved(Some(&self.client_id), message) {
+                // Subscribers of a request topic see the request too, as in
+                // AWS IoT; the handler then serves it.
+                ReservedOffer::Queued => AckCode::Success,
+                // Its handler is that far behind: refused, never acknowledged.
+                ReservedOffer::Full => AckCode::QuotaExceeded,
                 // Clients may not publish on the node's own reserved topics
                 // (lifecycle events, shadow replies) or any other `$` topic.
-                None => AckCode::NotAuthorized,
+                ReservedOffer::NotServed => AckCode::NotAuthorized,
             };
         }
         self.broker.publish(message, Some(&self.client_id));

@@ -329,16 +329,11 @@ fn add_hosts(
     }
 }
 
-/// A node's MQTT front, held by the host while the node runs.
+/// A node's MQTT front, held by the host while the node runs; dropping it (a
+/// crash) stops the handlers that hold the node's service.
 struct MqttFront {
     _relay: Arc<dyn fleetcore_raft::RelayHandler>,
-    broker: fleetcore::mqtt::Broker,
-}
-
-impl Drop for MqttFront {
-    fn drop(&mut self) {
-        self.broker.detach_handlers();
-    }
+    _handlers: fleetcore::mqtt::BrokerHandlers,
 }
 
 /// The proposers' clock inside a simulation: a fixed epoch plus simulated time, so
@@ -375,8 +370,7 @@ async fn start_mqtt(
     ));
     node.set_relay_handler(&relay);
     let service = fleetcore::service::Service::new(node.clone(), clock, broker.clone());
-    fleetcore::mqtt::install_reserved(&service);
-    let detach = broker.clone();
+    let handlers = fleetcore::mqtt::install_handlers(&service);
     peers::spawn_link_manager(
         Arc::new(fleetcore::mqtt::RaftPeers(node.clone())),
         broker.clone(),
@@ -395,7 +389,7 @@ async fn start_mqtt(
     });
     Ok(MqttFront {
         _relay: relay,
-        broker: detach,
+        _handlers: handlers,
     })
 }
 

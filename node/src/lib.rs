@@ -163,7 +163,7 @@ pub async fn run(
     form_cluster(&config, &node, info).await?;
 
     let service = Service::new(node.clone(), clock, broker.clone());
-    mqtt::install_reserved(&service);
+    let handlers = mqtt::install_handlers(&service);
     let links =
         mqtt::peers::spawn_link_manager(Arc::new(mqtt::RaftPeers(node.clone())), broker.clone());
     let reaper = tokio::spawn({
@@ -241,6 +241,7 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(5), m).await;
     }
     node.shutdown().await;
+    drop(handlers);
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), http_server).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), raft_server).await;

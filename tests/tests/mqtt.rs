@@ -595,6 +595,19 @@ fn raw_connect(id: &str, keep_alive: u16) -> Vec<u8> {
     p
 }
 
+/// A CONNECT (MQTT 5, clean start, no properties) with `keep_alive` seconds and
+/// client id `id`.
+fn raw_connect5(id: &str, keep_alive: u16) -> Vec<u8> {
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 2];
+    body.extend_from_slice(&keep_alive.to_be_bytes());
+    body.push(0);
+    body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    body.extend_from_slice(id.as_bytes());
+    let mut p = vec![0x10, body.len() as u8];
+    p.extend(body);
+    p
+}
+
 /// Reads until the server closes the connection; returns what it sent.
 async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
     let mut all = Vec::new();
@@ -1469,12 +1482,7 @@ async fn retained_floods_are_paced_and_refused_retains_are_never_acknowledged() 
     let mut v5 = tokio::net::TcpStream::connect(("127.0.0.1", port(1)))
         .await
         .unwrap();
-    let mut connect = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0];
-    connect.extend_from_slice(&7u16.to_be_bytes());
-    connect.extend_from_slice(b"over-v5");
-    let mut packet = vec![0x10, connect.len() as u8];
-    packet.extend(connect);
-    v5.write_all(&packet).await.unwrap();
+    v5.write_all(&raw_connect5("over-v5", 60)).await.unwrap();
     let (first, connack) = read_packet(&mut v5).await;
     assert_eq!((first, connack[1]), (0x20, 0), "CONNACK {connack:?}");
     v5.write_all(&raw_publish(0x33, "over/v5", Some(9), true, b"x"))
@@ -1578,12 +1586,7 @@ async fn every_dollar_topic_is_reserved() {
     let mut v5 = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let mut connect = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0];
-    connect.extend_from_slice(&6u16.to_be_bytes());
-    connect.extend_from_slice(b"dollar");
-    let mut packet = vec![0x10, connect.len() as u8];
-    packet.extend(connect);
-    v5.write_all(&packet).await.unwrap();
+    v5.write_all(&raw_connect5("dollar", 60)).await.unwrap();
     let (first, connack) = read_packet(&mut v5).await;
     assert_eq!((first, connack[1]), (0x20, 0), "CONNACK {connack:?}");
     for (pkid, topic) in [

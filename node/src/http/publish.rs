@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::AwsQuery;
 use crate::error::ApiError;
+use crate::mqtt::broker::ReservedOffer;
 use crate::mqtt::codec::{AckCode, Message, MessageProps, Qos};
 use crate::mqtt::topic;
 use crate::service::Service;
@@ -46,13 +47,12 @@ pub(crate) async fn publish<C: Connector>(
     };
     // AWS IoT reserves every topic that starts with `$`.
     if topic_name.starts_with('$') {
-        return match broker.reserved_handler(&topic_name) {
-            Some(h) => {
-                broker.publish(message.clone(), None);
-                h.handle("http-publish", message);
-                Ok(Json(json!({})))
-            }
-            None => Err(ApiError {
+        return match broker.offer_reserved(None, message) {
+            ReservedOffer::Queued => Ok(Json(json!({}))),
+            ReservedOffer::Full => Err(ApiError::throttled(format!(
+                "the handler of {topic_name} is overloaded; retry later"
+            ))),
+            ReservedOffer::NotServed => Err(ApiError {
                 status: StatusCode::FORBIDDEN,
                 kind: "ForbiddenException",
                 message: format!("{topic_name} is a reserved topic"),
@@ -98,6 +98,7 @@ pub(crate) async fn stats<C: Connector>(State(service): State<Service<C>>) -> Js
         "forward_dropped": get(&s.forward_dropped),
         "protocol_errors": get(&s.protocol_errors),
         "rate_limited": get(&s.rate_limited),
+        "reserved_refused": get(&s.reserved_refused),
         "peers_with_routes": service.broker().peers_with_routes(),
     }))
 }

@@ -25,15 +25,46 @@ use tokio::sync::mpsc;
 
 use crate::service::Service;
 
-/// Installs the node's reserved-topic handlers (shadows) and the replicated
+/// Requests on reserved topics queued for the shadow service, at most: past this
+/// a publish is refused (MQTT 5 PUBACK 0x97; 3.1.1 is disconnected) instead of
+/// queued without bound. The queue drains as fast as requests can be spawned.
+pub const RESERVED_QUEUE: usize = 4096;
+/// Retained stores queued for proposal, at most (a connection has at most 64 in
+/// flight); a full queue makes the storing session wait.
+pub const RETAINED_QUEUE: usize = 4096;
+
+/// The tasks that serve the broker's requests with the node's service; they stop
+/// when this is dropped. The broker holds only the sending ends of their queues,
+/// so no `Arc` cycle keeps the service (and the node's database) alive after the
+/// node stops.
+pub struct BrokerHandlers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for BrokerHandlers {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Installs the node's reserved-topic handler (shadows) and the replicated
 /// retained-message store on its broker.
-pub fn install_reserved<C: Connector>(service: &Service<C>) {
-    service
-        .broker()
-        .add_reserved(Arc::new(shadow::ShadowTopics::new(service.clone())));
-    service
-        .broker()
-        .set_retained(Arc::new(retained::RaftRetained::new(service.clone())));
+pub fn install_handlers<C: Connector>(service: &Service<C>) -> BrokerHandlers {
+    let broker = service.broker();
+    let shadow_requests = broker.serve_reserved(shadow::serves, RESERVED_QUEUE);
+    let shadows = tokio::spawn(shadow::ShadowTopics::new(service.clone()).run(shadow_requests));
+    let (stores, store_requests) = mpsc::channel(RETAINED_QUEUE);
+    broker.set_retained(Arc::new(retained::RaftRetained::new(
+        service.node().state().clone(),
+        service.clock(),
+        stores,
+    )));
+    let retained = tokio::spawn(retained::serve_stores(service.clone(), store_requests));
+    BrokerHandlers {
+        tasks: vec![shadows, retained],
+    }
 }
 
 /// Node links over the Raft transport: the members come from the membership,

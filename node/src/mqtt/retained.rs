@@ -1,5 +1,5 @@
 //! Retained messages as replicated state: a retained publish becomes a
-//! `SetRetained` command; late subscribers on any node get it from the local
+//! `RetainedCommand::Set` command; late subscribers on any node get it from the local
 //! copy of the state.
 
 use std::time::Duration;
@@ -12,27 +12,91 @@ use fleetcore_raft::Connector;
 use super::broker::{RetainedStore, StoreFuture};
 use super::codec::{AckCode, Message, MessageProps, Qos};
 use super::topic;
+use crate::clock::SharedClock;
 use crate::service::Service;
+use fleetcore_storage::SharedState;
+use tokio::sync::{mpsc, oneshot};
 
-/// Retained messages through Raft.
-pub struct RaftRetained<C: Connector> {
-    service: Service<C>,
+/// Retained messages through Raft: read from the local copy of the state, stored
+/// by proposals made by [`serve_stores`]. It holds no service (which holds the
+/// broker that holds this), so the two never keep each other alive.
+pub struct RaftRetained {
+    state: SharedState,
+    clock: SharedClock,
+    stores: mpsc::Sender<StoreRequest>,
 }
 
-impl<C: Connector> RaftRetained<C> {
-    /// Over `service`.
-    pub fn new(service: Service<C>) -> Self {
-        RaftRetained { service }
+/// A retained message to store, and where its result goes.
+pub struct StoreRequest {
+    message: Message,
+    done: oneshot::Sender<Result<(), (AckCode, String)>>,
+}
+
+impl RaftRetained {
+    /// Reads `state`; sends stores to `stores`, served by [`serve_stores`].
+    pub fn new(state: SharedState, clock: SharedClock, stores: mpsc::Sender<StoreRequest>) -> Self {
+        RaftRetained {
+            state,
+            clock,
+            stores,
+        }
     }
+}
+
+/// Proposes the stores `RaftRetained` queues, each in its own task, until the
+/// node stops (the task running this is aborted then).
+pub async fn serve_stores<C: Connector>(
+    service: Service<C>,
+    mut requests: mpsc::Receiver<StoreRequest>,
+) {
+    while let Some(request) = requests.recv().await {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let result = store(&service, request.message).await;
+            // The session may be gone; then nobody waits for the answer.
+            let _ = request.done.send(result);
+        });
+    }
+}
+
+async fn store<C: Connector>(
+    service: &Service<C>,
+    message: Message,
+) -> Result<(), (AckCode, String)> {
+    let now = service.now_ms();
+    let retained = RetainedMessage {
+        topic: message.topic,
+        payload: message.payload.to_vec(),
+        qos: message.qos as u8,
+        payload_format: message.props.payload_format,
+        content_type: message.props.content_type,
+        response_topic: message.props.response_topic,
+        correlation_data: message.props.correlation_data.map(|c| c.to_vec()),
+        user: message.props.user,
+        stored_at_ms: now,
+        expires_at_ms: message
+            .props
+            .message_expiry
+            .map(|s| now + u64::from(s) * 1000),
+    };
+    service.store_retained(retained).await.map_err(|e| {
+        tracing::warn!(error = %e, "retained message not stored");
+        let code = match e.status() {
+            // LimitExceeded (a full quota) or Throttling (writes in flight).
+            410 | 429 => AckCode::QuotaExceeded,
+            _ => AckCode::Unspecified,
+        };
+        (code, e.to_string())
+    })
 }
 
 /// Retained messages looked at per hold of the state lock: apply (which needs the
 /// lock to write) waits at most one page, however many messages are stored.
 const SCAN_PAGE: usize = 512;
 
-impl<C: Connector> RetainedStore for RaftRetained<C> {
+impl RetainedStore for RaftRetained {
     fn matching(&self, filter: &str) -> Vec<Message> {
-        let now = self.service.now_ms();
+        let now = self.clock.now_ms();
         // Only topics that start with the filter's literal part can match.
         let prefix = filter
             .find(['+', '#'])
@@ -40,7 +104,7 @@ impl<C: Connector> RetainedStore for RaftRetained<C> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let applied = self.service.node().state().read();
+            let applied = self.state.read();
             let mut scanned = 0;
             for m in applied
                 .state
@@ -71,33 +135,15 @@ impl<C: Connector> RetainedStore for RaftRetained<C> {
     }
 
     fn store(&self, message: Message) -> StoreFuture {
-        let service = self.service.clone();
+        let stores = self.stores.clone();
         Box::pin(async move {
-            let now = service.now_ms();
-            let retained = RetainedMessage {
-                topic: message.topic,
-                payload: message.payload.to_vec(),
-                qos: message.qos as u8,
-                payload_format: message.props.payload_format,
-                content_type: message.props.content_type,
-                response_topic: message.props.response_topic,
-                correlation_data: message.props.correlation_data.map(|c| c.to_vec()),
-                user: message.props.user,
-                stored_at_ms: now,
-                expires_at_ms: message
-                    .props
-                    .message_expiry
-                    .map(|s| now + u64::from(s) * 1000),
-            };
-            service.store_retained(retained).await.map_err(|e| {
-                tracing::warn!(error = %e, "retained message not stored");
-                let code = match e.status() {
-                    // LimitExceeded (a full quota) or Throttling (writes in flight).
-                    410 | 429 => AckCode::QuotaExceeded,
-                    _ => AckCode::Unspecified,
-                };
-                (code, e.to_string())
-            })
+            let stopping = || (AckCode::Unspecified, "the node is stopping".to_string());
+            let (done, result) = oneshot::channel();
+            stores
+                .send(StoreRequest { message, done })
+                .await
+                .map_err(|_| stopping())?;
+            result.await.map_err(|_| stopping())?
         })
     }
 }

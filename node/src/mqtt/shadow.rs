@@ -11,7 +11,7 @@ use fleetcore_model::ShadowKey;
 use fleetcore_raft::Connector;
 use serde_json::{json, Value};
 
-use super::broker::ReservedTopics;
+use super::broker::ReservedRequest;
 use super::codec::Message;
 use crate::service::{shadow_topic, Service, ServiceError};
 
@@ -118,6 +118,21 @@ impl<C: Connector> ShadowTopics<C> {
             in_flight: Arc::default(),
         }
     }
+
+    /// Serves the requests the broker queues, until the node stops (the task
+    /// running this is aborted then) or the broker is gone.
+    pub async fn run(self, mut requests: tokio::sync::mpsc::Receiver<ReservedRequest>) {
+        while let Some(request) = requests.recv().await {
+            let client = request.client_id.as_deref().unwrap_or("http-publish");
+            self.handle(client, request.message);
+        }
+    }
+}
+
+/// The reserved topics this handler serves: shadow requests
+/// (`$aws/things/{thing}/shadow[/name/{name}]/{update,get,delete}`).
+pub fn serves(topic: &str) -> bool {
+    parse(topic).is_some()
 }
 
 /// `clientToken` of a request body, when it has one.
@@ -126,11 +141,8 @@ fn client_token(payload: &[u8]) -> Option<String> {
     v.get("clientToken")?.as_str().map(str::to_string)
 }
 
-impl<C: Connector> ReservedTopics for ShadowTopics<C> {
-    fn handles(&self, topic: &str) -> bool {
-        parse(topic).is_some()
-    }
-
+impl<C: Connector> ShadowTopics<C> {
+    /// Serves one request; its reply goes out on MQTT when it is done.
     fn handle(&self, client_id: &str, message: Message) {
         let Some((key, op)) = parse(&message.topic) else {
             return;

@@ -191,6 +191,11 @@ impl<C: Connector> Service<C> {
         Ok(read(&applied.state))
     }
 
+    /// The node's clock.
+    pub fn clock(&self) -> SharedClock {
+        self.clock.clone()
+    }
+
     /// The proposer's clock, for commands.
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
