@@ -22,9 +22,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use bytes::{Buf, BufMut, BytesMut};
 use clap::Subcommand;
+use fleetcore_broker::testing::MqttClient;
 use rumqttc::mqttbytes::v4::{
-    Connect, ConnectReturnCode, Disconnect, Packet, PingReq, PubAck, PubComp, PubRec, PubRel,
-    Publish, Subscribe, SubscribeFilter, SubscribeReasonCode,
+    Disconnect, Packet, PingReq, PubAck, PubComp, PubRec, PubRel, Publish,
 };
 use rumqttc::mqttbytes::{self, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -431,100 +431,20 @@ fn run_id() -> String {
     format!("{:x}{:x}", std::process::id(), ms % 0x1_0000_0000)
 }
 
-/// One connected MQTT session: the two halves of the stream and the bytes read
-/// but not yet parsed.
-struct Conn {
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
-    buf: BytesMut,
-}
+/// One MQTT connection: the broker crate's test client over a TCP stream split
+/// into halves, so a task can read acknowledgements while another writes.
+type Conn = MqttClient<OwnedReadHalf, OwnedWriteHalf>;
 
-impl Conn {
-    /// TCP connect, CONNECT (clean session), and wait for a successful CONNACK.
-    async fn open(addr: &str, client_id: &str, keep_alive: u16) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connect {addr}"))?;
-        stream.set_nodelay(true)?;
-        let (rd, wr) = stream.into_split();
-        let mut conn = Conn {
-            rd,
-            wr,
-            buf: BytesMut::with_capacity(1024),
-        };
-        let mut connect = Connect::new(client_id);
-        connect.keep_alive = keep_alive;
-        let mut out = BytesMut::new();
-        connect.write(&mut out)?;
-        conn.wr.write_all(&out).await?;
-        match conn.next_packet().await? {
-            Packet::ConnAck(ack) if ack.code == ConnectReturnCode::Success => Ok(conn),
-            Packet::ConnAck(ack) => bail!("{addr} refused {client_id}: {:?}", ack.code),
-            other => bail!("{addr}: expected CONNACK, got {other:?}"),
-        }
-    }
-
-    /// Subscribes and waits for a SUBACK granting every filter.
-    async fn subscribe(&mut self, filters: &[String], qos: QoS) -> anyhow::Result<()> {
-        let mut out = BytesMut::new();
-        let mut subscribe =
-            Subscribe::new_many(filters.iter().map(|f| SubscribeFilter::new(f.clone(), qos)));
-        subscribe.pkid = 1;
-        subscribe.write(&mut out)?;
-        self.wr.write_all(&out).await?;
-        loop {
-            match self.next_packet().await? {
-                Packet::SubAck(ack) => {
-                    if ack
-                        .return_codes
-                        .iter()
-                        .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                    {
-                        bail!("subscription refused: {filters:?}");
-                    }
-                    return Ok(());
-                }
-                Packet::PingResp => {}
-                other => bail!("expected SUBACK, got {other:?}"),
-            }
-        }
-    }
-
-    /// The next whole packet already read, if any.
-    fn parse(&mut self) -> anyhow::Result<Option<Packet>> {
-        match Packet::read(&mut self.buf, MAX_PACKET) {
-            Ok(p) => Ok(Some(p)),
-            Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
-            Err(e) => Err(anyhow!("malformed packet from the broker: {e}")),
-        }
-    }
-
-    /// Reads whatever the socket has (cancel safe).
-    async fn fill(&mut self) -> anyhow::Result<()> {
-        self.buf.reserve(64 * 1024);
-        if self.rd.read_buf(&mut self.buf).await? == 0 {
-            bail!("connection closed by the broker");
-        }
-        Ok(())
-    }
-
-    async fn next_packet(&mut self) -> anyhow::Result<Packet> {
-        loop {
-            if let Some(p) = self.parse()? {
-                return Ok(p);
-            }
-            self.fill().await?;
-        }
-    }
-
-    /// Sends DISCONNECT and closes the stream.
-    async fn close(mut self) {
-        let mut out = BytesMut::new();
-        if Disconnect.write(&mut out).is_ok() {
-            let _ = self.wr.write_all(&out).await;
-        }
-        let _ = self.wr.shutdown().await;
-    }
+/// TCP connect (no Nagle), CONNECT (clean session), and a successful CONNACK.
+async fn open_conn(addr: &str, client_id: &str, keep_alive: u16) -> anyhow::Result<Conn> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect {addr}"))?;
+    stream.set_nodelay(true)?;
+    let (rd, wr) = stream.into_split();
+    MqttClient::connect(rd, wr, client_id, keep_alive)
+        .await
+        .with_context(|| format!("{addr}: MQTT connect of {client_id}"))
 }
 
 fn put_remaining_length(out: &mut BytesMut, mut len: usize) {
@@ -1057,7 +977,7 @@ async fn subscriber(
         error: None,
     };
     let setup = async {
-        let mut conn = Conn::open(&addr, &client_id, 60).await?;
+        let mut conn = open_conn(&addr, &client_id, 60).await?;
         conn.subscribe(&filters, qos).await?;
         anyhow::Ok(conn)
     };
@@ -1111,7 +1031,7 @@ async fn subscriber(
                 progress.fetch_add(fresh, Ordering::Relaxed);
             }
             if !out.is_empty() {
-                conn.wr.write_all(&out).await?;
+                conn.writer.write_all(&out).await?;
                 out.clear();
             }
             tokio::select! {
@@ -1127,7 +1047,7 @@ async fn subscriber(
     if let Err(e) = result {
         stats.error = Some(format!("{e:#}"));
     } else {
-        conn.close().await;
+        conn.disconnect().await;
     }
     stats
 }
@@ -1254,7 +1174,7 @@ async fn publisher(
         acked: 0,
         error: None,
     };
-    let conn = match Conn::open(&job.addr, &job.client_id, 60).await {
+    let conn = match open_conn(&job.addr, &job.client_id, 60).await {
         Ok(c) => {
             let _ = ready.send(Ok(()));
             c
@@ -1272,7 +1192,11 @@ async fn publisher(
     let Some((start_at, end_at)) = window else {
         return stats;
     };
-    let Conn { rd, mut wr, buf } = conn;
+    let MqttClient {
+        reader: rd,
+        writer: mut wr,
+        buf,
+    } = conn;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let reader = tokio::spawn(publisher_acks(rd, buf, tx));
     tokio::time::sleep_until(start_at.into()).await;
@@ -1483,7 +1407,7 @@ async fn device(
     let accepted_topic = format!("{prefix}/accepted");
     let rejected_topic = format!("{prefix}/rejected");
     let setup = async {
-        let mut conn = Conn::open(&addr, &thing, 60).await?;
+        let mut conn = open_conn(&addr, &thing, 60).await?;
         conn.subscribe(&[accepted_topic.clone(), rejected_topic.clone()], qos)
             .await?;
         anyhow::Ok(conn)
@@ -1527,7 +1451,7 @@ async fn device(
                 PingReq.write(&mut out)?;
             }
             let sent = Instant::now();
-            conn.wr.write_all(&out).await?;
+            conn.writer.write_all(&out).await?;
             out.clear();
             let deadline = sent + timeout;
             loop {
@@ -1550,7 +1474,7 @@ async fn device(
                                 }
                             }
                             if !out.is_empty() {
-                                conn.wr.write_all(&out).await?;
+                                conn.writer.write_all(&out).await?;
                                 out.clear();
                             }
                             continue 'updates;
@@ -1565,7 +1489,7 @@ async fn device(
                     }
                 }
                 if !out.is_empty() {
-                    conn.wr.write_all(&out).await?;
+                    conn.writer.write_all(&out).await?;
                     out.clear();
                 }
                 tokio::select! {
@@ -1583,7 +1507,7 @@ async fn device(
     }
     .await;
     match result {
-        Ok(()) => conn.close().await,
+        Ok(()) => conn.disconnect().await,
         Err(e) => stats.error = Some(format!("{thing}: {e:#}")),
     }
     stats
@@ -1749,7 +1673,7 @@ async fn connections_worker(
         tokio::spawn(async move {
             let mut attempt = 0;
             let conn = loop {
-                match Conn::open(&target, &client_id, keep_alive).await {
+                match open_conn(&target, &client_id, keep_alive).await {
                     Ok(c) => break Some(c),
                     Err(e) => {
                         attempt += 1;
@@ -1762,7 +1686,12 @@ async fn connections_worker(
                     }
                 }
             };
-            let Some(Conn { mut rd, mut wr, .. }) = conn else {
+            let Some(MqttClient {
+                reader: mut rd,
+                writer: mut wr,
+                ..
+            }) = conn
+            else {
                 let _ = done_tx.send(false);
                 return;
             };

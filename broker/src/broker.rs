@@ -316,6 +316,8 @@ pub enum ReservedOffer {
     Queued,
     /// A handler serves the topic but its queue is full: nothing was done.
     Full,
+    /// The handler of the topic has stopped (the node is shutting down).
+    Stopped,
     /// No handler serves the topic: clients may not publish on it.
     NotServed,
 }
@@ -476,32 +478,44 @@ impl Broker {
 
     /// Offers a publish on a `$` topic, from MQTT client `client_id` or (`None`)
     /// the node's API, to the handler that serves it. A queued request is also
-    /// delivered to the topic's subscribers, as in AWS IoT.
+    /// delivered to the topic's subscribers, as in AWS IoT, before the handler
+    /// can see it (so they see a request before its reply).
     pub fn offer_reserved(&self, client_id: Option<&str>, message: Message) -> ReservedOffer {
-        let queue = lock(&self.inner.reserved)
-            .iter()
-            .find(|r| (r.serves)(&message.topic))
-            .map(|r| r.queue.clone());
-        let Some(queue) = queue else {
-            return ReservedOffer::NotServed;
+        let queue = {
+            let mut routes = lock(&self.inner.reserved);
+            // A stopped handler's route goes: its topics are refused as stopped once.
+            let found = routes
+                .iter()
+                .position(|r| (r.serves)(&message.topic))
+                .map(|i| (i, routes[i].queue.clone()));
+            match found {
+                None => return ReservedOffer::NotServed,
+                Some((i, queue)) if queue.is_closed() => {
+                    routes.remove(i);
+                    return ReservedOffer::Stopped;
+                }
+                Some((_, queue)) => queue,
+            }
         };
-        let request = ReservedRequest {
-            client_id: client_id.map(str::to_string),
-            message: message.clone(),
-        };
-        match queue.try_send(request) {
-            Ok(()) => {
-                self.publish(message, client_id);
+        let offer = match queue.try_reserve() {
+            Ok(slot) => {
+                self.publish(message.clone(), client_id);
+                slot.send(ReservedRequest {
+                    client_id: client_id.map(str::to_string),
+                    message,
+                });
                 ReservedOffer::Queued
             }
-            Err(_) => {
+            Err(mpsc::error::TrySendError::Full(())) => {
                 self.inner
                     .stats
                     .reserved_refused
                     .fetch_add(1, Ordering::Relaxed);
                 ReservedOffer::Full
             }
-        }
+            Err(mpsc::error::TrySendError::Closed(())) => ReservedOffer::Stopped,
+        };
+        offer
     }
 
     /// Sets the retained-message store.

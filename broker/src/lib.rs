@@ -32,4 +32,7 @@ pub mod topic;
 pub mod trie;
 pub mod ws;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use broker::{Broker, MqttLimits};

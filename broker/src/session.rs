@@ -808,6 +808,7 @@ impl Connection {
                 ReservedOffer::Queued => AckCode::Success,
                 // Its handler is that far behind: refused, never acknowledged.
                 ReservedOffer::Full => AckCode::QuotaExceeded,
+                ReservedOffer::Stopped => AckCode::Unspecified,
                 // Clients may not publish on the node's own reserved topics
                 // (lifecycle events, shadow replies) or any other `$` topic.
                 ReservedOffer::NotServed => AckCode::NotAuthorized,

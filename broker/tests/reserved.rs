@@ -1,6 +1,7 @@
 //! Reserved topics reach their handler through a bounded queue: a request is
 //! queued (and seen by the topic's subscribers) or refused when the queue is
-//! full, and a `$` topic no handler serves is refused outright.
+//! full or its handler stopped, and a `$` topic no handler serves is refused
+//! outright.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -91,10 +92,32 @@ async fn requests_are_queued_up_to_the_bound_then_refused() {
         b"4"
     );
 
-    // When the handler is gone, its topics are refused, never acknowledged.
+    // When the handler is gone, its topics are refused as stopped, never
+    // acknowledged, and then no longer served.
     drop(requests);
     assert_eq!(
         broker.offer_reserved(Some("dev-2"), request(topic, b"5")),
-        ReservedOffer::Full
+        ReservedOffer::Stopped
+    );
+    assert_eq!(
+        broker.offer_reserved(Some("dev-2"), request(topic, b"6")),
+        ReservedOffer::NotServed
+    );
+    assert_eq!(broker.stats().reserved_refused.load(Ordering::Relaxed), 1);
+    // A handler serving the topics again gets them.
+    let mut again = broker.serve_reserved(shadow_get, 1);
+    assert_eq!(
+        broker.offer_reserved(Some("dev-3"), request(topic, b"7")),
+        ReservedOffer::Queued
+    );
+    assert_eq!(
+        again
+            .recv()
+            .await
+            .expect("seventh")
+            .message
+            .payload
+            .as_ref(),
+        b"7"
     );
 }

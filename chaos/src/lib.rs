@@ -2,12 +2,13 @@
 //! and the checkers that judge what the clients saw.
 //!
 //! Owns: the turmoil harness that runs the real node code ([`sim`]), seeded so that a
-//! seed replays exactly; the simulated MQTT device's client ([`mqtt_client`]); the
-//! recorded client history ([`history`]); and the checkers ([`check`]): shadow
+//! seed replays exactly (its simulated MQTT devices use the broker's test client,
+//! `fleetcore_broker::testing`); the recorded client history ([`history`]); and the checkers ([`check`]): shadow
 //! versions per key (no acknowledged update lost, duplicated or reordered; reads never
 //! go back), linearizability per shadow, registry writes, one entry per log index
 //! on every replica (state machine safety), identical replicas after healing; and the drill against real processes ([`drill`]).
-//! Uses: fleetcore-raft, fleetcore-storage, fleetcore-model, turmoil.
+//! Uses: fleetcore-raft, fleetcore-storage, fleetcore-model, fleetcore-broker (its
+//! `testing` client), turmoil.
 //! Must not be used by the `fleetcore` binary: turmoil switches on tokio's test-util.
 //!
 //! Replay one seed: `FLEETCORE_SEED=n cargo test --workspace --test seeds` (`--workspace`
@@ -18,7 +19,6 @@
 pub mod check;
 pub mod drill;
 pub mod history;
-pub mod mqtt_client;
 pub mod sim;
 
 /// SplitMix64: the fault schedule's randomness, from the seed alone.

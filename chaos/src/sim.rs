@@ -947,6 +947,23 @@ impl Drop for Running {
     }
 }
 
+/// A simulated device's MQTT connection: the broker's test client over a
+/// turmoil stream (rumqttc dials real sockets, which do not exist here).
+pub type DeviceClient = fleetcore_broker::testing::MqttClient<
+    tokio::io::ReadHalf<turmoil::net::TcpStream>,
+    tokio::io::WriteHalf<turmoil::net::TcpStream>,
+>;
+
+/// Connects to `host`'s MQTT port as `id` (clean session), CONNACK received.
+pub async fn connect_device(
+    host: &str,
+    id: &str,
+) -> Result<DeviceClient, fleetcore_broker::testing::ClientError> {
+    let stream = turmoil::net::TcpStream::connect((host, MQTT_PORT)).await?;
+    let (reader, writer) = fleetcore_broker::testing::split(stream);
+    fleetcore_broker::testing::MqttClient::connect(reader, writer, id, 60).await
+}
+
 /// A simulated device: over one MQTT connection at a time (to a node drawn from
 /// the seed, reconnecting after a failure), it updates shadows (some with the
 /// version it last saw) and gets them, waiting for the `/accepted` or `/rejected`
@@ -961,7 +978,7 @@ async fn mqtt_device(
     use rumqttc::mqttbytes::v4::{Packet, Publish, Subscribe};
     use rumqttc::mqttbytes::QoS;
     let keys = ["k0", "k1", "k2"];
-    let mut connection: Option<crate::mqtt_client::Client> = None;
+    let mut connection: Option<DeviceClient> = None;
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     let mut n = 0u64;
     while now_ms() < workload.as_millis() as u64 {
@@ -973,7 +990,7 @@ async fn mqtt_device(
                 // The same client id on every connection: a reconnect to another
                 // node takes the session over from the old one.
                 let id = format!("dev{client}");
-                let connect = crate::mqtt_client::Client::connect(node, &id);
+                let connect = connect_device(node, &id);
                 let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(2), connect).await
                 else {
                     continue;

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chaos::mqtt_client::Client;
 use chaos::sim::{add_nodes_with_mqtt, forward, host_names};
+use chaos::sim::{connect_device, DeviceClient};
 use fleetcore_model::ShadowKey;
 use fleetcore_raft::wire::{ForwardRequest, ForwardResponse};
 use fleetcore_storage::SharedState;
@@ -34,7 +34,7 @@ fn version_on(states: &States, node: u64) -> Option<u64> {
 }
 
 /// Publishes an update and waits (bounded) for its `/accepted` version.
-async fn update(c: &mut Client, token: &str) -> Result<u64, Box<dyn std::error::Error>> {
+async fn update(c: &mut DeviceClient, token: &str) -> Result<u64, Box<dyn std::error::Error>> {
     let body = format!(r#"{{"state":{{"reported":{{"t":"{token}"}}}},"clientToken":"{token}"}}"#);
     c.send(Packet::Publish(Publish::new(
         "$aws/things/lamp/shadow/update",
@@ -101,12 +101,12 @@ fn run_seed(seed: u64) -> Result<(), String> {
             let follower = (leader + 1) % names.len();
             let (leader_name, follower_name) = (names[leader].clone(), names[follower].clone());
             let mut c = loop {
-                match Client::connect(&follower_name, "lamp-device").await {
+                match connect_device(&follower_name, "lamp-device").await {
                     Ok(c) => break c,
                     Err(_) if tokio::time::Instant::now() < give_up => {
                         tokio::time::sleep(Duration::from_millis(100)).await
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
             };
             c.send(Packet::Subscribe(Subscribe::new(

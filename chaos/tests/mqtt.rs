@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chaos::mqtt_client::Client;
+use chaos::sim::connect_device;
 use chaos::sim::{add_nodes_with_mqtt, host_names};
 use fleetcore_storage::SharedState;
 use rumqttc::mqttbytes::v4::{Packet, PubAck, Publish, Subscribe};
@@ -42,7 +42,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         sim.client("subscriber", async move {
             // Nodes may still be starting: retry the connection.
             let mut c = loop {
-                match Client::connect(&host, "sub").await {
+                match connect_device(&host, "sub").await {
                     Ok(c) => break c,
                     Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
@@ -75,7 +75,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         let (probe_seen, names) = (probe_seen.clone(), names.clone());
         sim.client("publisher", async move {
             let mut c = loop {
-                match Client::connect(&names[0], "pub").await {
+                match connect_device(&names[0], "pub").await {
                     Ok(c) => break c,
                     Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 }

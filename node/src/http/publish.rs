@@ -52,6 +52,11 @@ pub(crate) async fn publish<C: Connector>(
             ReservedOffer::Full => Err(ApiError::throttled(format!(
                 "the handler of {topic_name} is overloaded; retry later"
             ))),
+            ReservedOffer::Stopped => Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                kind: "ServiceUnavailableException",
+                message: "this node is stopping".into(),
+            }),
             ReservedOffer::NotServed => Err(ApiError {
                 status: StatusCode::FORBIDDEN,
                 kind: "ForbiddenException",

@@ -30,7 +30,9 @@ use crate::service::Service;
 /// queued without bound. The queue drains as fast as requests can be spawned.
 pub const RESERVED_QUEUE: usize = 4096;
 /// Retained stores queued for proposal, at most (a connection has at most 64 in
-/// flight); a full queue makes the storing session wait.
+/// flight). The queue is drained at once, each store in its own task; the bound on
+/// proposals in flight (`service::PROPOSALS_IN_FLIGHT_MAX`, refused with 0x97) is
+/// what limits them.
 pub const RETAINED_QUEUE: usize = 4096;
 
 /// The tasks that serve the broker's requests with the node's service; they stop

@@ -201,7 +201,11 @@ impl<C: Connector> ShadowTopics<C> {
                         .broker()
                         .publish_json(format!("{prefix}/{op_name}/accepted"), &doc),
                     Err(e) => {
-                        tracing::debug!(error = %e, "shadow request rejected");
+                        if e.status() >= 500 {
+                            tracing::warn!(error = %e, "shadow request failed");
+                        } else {
+                            tracing::debug!(error = %e, "shadow request rejected");
+                        }
                         service.broker().publish_json(
                             format!("{prefix}/{op_name}/rejected"),
                             &rejected(&e, token, service.now_ms()),
