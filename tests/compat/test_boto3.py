@@ -171,6 +171,12 @@ def test_thing_groups_form_a_tree():
     iot.add_thing_to_thing_group(thingGroupName="floor-1", thingName="g-dev-2")
     assert iot.list_things_in_thing_group(thingGroupName="room-101")["things"] == ["g-dev-1"]
     assert iot.list_things_in_thing_group(thingGroupName="site", recursive=True)["things"] == ["g-dev-1", "g-dev-2"]
+    first = iot.list_things_in_thing_group(thingGroupName="site", recursive=True, maxResults=1)
+    assert first["things"] == ["g-dev-1"] and first["nextToken"] == "g-dev-1"
+    second = iot.list_things_in_thing_group(
+        thingGroupName="site", recursive=True, maxResults=1, nextToken=first["nextToken"]
+    )
+    assert second["things"] == ["g-dev-2"] and "nextToken" not in second
     assert iot.list_things_in_thing_group(thingGroupName="site")["things"] == []
     groups = iot.list_thing_groups_for_thing(thingName="g-dev-1")["thingGroups"]
     assert [g["groupName"] for g in groups] == ["room-101"]

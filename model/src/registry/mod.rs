@@ -141,8 +141,9 @@ impl Registry {
     }
 }
 
-/// Name-ordered pagination: items after `after`, at most `limit`, and the token to go on.
-fn page<'a, T: Clone + 'a>(
+/// Name-ordered pagination: of `items` (in name order), those after `after`, at
+/// most `limit`, and the token to go on from when more remain.
+pub fn page<'a, T: Clone + 'a>(
     items: impl Iterator<Item = &'a T>,
     name: impl Fn(&T) -> &String,
     after: Option<&str>,

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use fleetcore_model::{
-    names, Applied, AttributeUpdate, RegistryCommand, Thing, ThingGroup, ThingQuery, ThingType,
+    names, registry, Applied, AttributeUpdate, RegistryCommand, Thing, ThingGroup, ThingQuery,
+    ThingType,
 };
 use fleetcore_raft::Connector;
 
@@ -35,20 +36,6 @@ pub struct GroupProperties {
     pub description: Option<String>,
     /// Attribute changes (CreateThingGroup: the attributes).
     pub attributes: Option<AttributeUpdate>,
-}
-
-/// A name-ordered page over a sorted list of names.
-fn name_page(
-    names: Vec<String>,
-    after: Option<&str>,
-    limit: usize,
-) -> (Vec<String>, Option<String>) {
-    let rest: Vec<String> = names
-        .into_iter()
-        .filter(|n| after.is_none_or(|a| n.as_str() > a))
-        .collect();
-    let next = (rest.len() > limit).then(|| rest[limit - 1].clone());
-    (rest.into_iter().take(limit).collect(), next)
 }
 
 fn group_not_found(name: &str) -> ServiceError {
@@ -330,7 +317,7 @@ impl<C: Connector> Service<C> {
             })
             .await?
             .ok_or_else(|| group_not_found(group))?;
-        Ok(name_page(found, next_token, limit))
+        Ok(registry::page(found.iter(), |n| n, next_token, limit))
     }
 
     /// ListThingGroupsForThing, linearizable: one page of group names.
@@ -350,6 +337,6 @@ impl<C: Connector> Service<C> {
             })
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("Thing {thing} cannot be found.")))?;
-        Ok(name_page(found, next_token, limit))
+        Ok(registry::page(found.iter(), |n| n, next_token, limit))
     }
 }
