@@ -38,7 +38,7 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
-        let broker = Broker::new(1, MqttLimits::default(), Arc::new(SystemClock), Arc::new(AllowAll));
+        let broker = Broker::new(1, MqttLimits::default(), Arc::new(SystemClock), Arc::new(fleetcore_broker::entropy::OsEntropy), Arc::new(AllowAll));
         let filter = |id: u64| ParsedFilter {
             share: None,
             filter: format!("cmd/{id}/#"),

@@ -19,6 +19,7 @@ use crate::authorize::{Action, Authorizer, Identity};
 use crate::clock::SharedClock;
 use crate::codec::{Message, MessageProps, Qos};
 pub use crate::delivery::{Delivery, SubOptions};
+use crate::entropy::SharedEntropy;
 use crate::link::{LinkMessage, Links, SessionWire, WireMessage};
 use crate::topic::{self, ParsedFilter, TopicLimits};
 use crate::trie::FilterTrie;
@@ -348,6 +349,7 @@ struct Inner {
     node_id: u64,
     limits: MqttLimits,
     clock: SharedClock,
+    entropy: SharedEntropy,
     authorizer: Arc<dyn Authorizer>,
     sessions: Mutex<HashMap<String, SessionSlot>>,
     index: Mutex<SubIndex>,
@@ -411,18 +413,21 @@ pub struct Routed {
 }
 
 impl Broker {
-    /// A broker for node `node_id`.
+    /// A broker for node `node_id`; ids it makes up are drawn from `entropy`.
     pub fn new(
         node_id: u64,
         limits: MqttLimits,
         clock: SharedClock,
+        entropy: SharedEntropy,
         authorizer: Arc<dyn Authorizer>,
     ) -> Self {
+        let links = Links::new(entropy.next_u64());
         Broker {
             inner: Arc::new(Inner {
                 node_id,
                 limits,
                 clock,
+                entropy,
                 authorizer,
                 sessions: Mutex::default(),
                 index: Mutex::default(),
@@ -431,7 +436,7 @@ impl Broker {
                 round_robin_nodes: AtomicU64::new(0),
                 round_robin_members: AtomicU64::new(0),
                 stats: Stats::default(),
-                links: Links::default(),
+                links,
                 reserved: Mutex::default(),
                 retained: Mutex::default(),
                 claims: Mutex::default(),
@@ -442,6 +447,11 @@ impl Broker {
     /// This node's id.
     pub fn node_id(&self) -> u64 {
         self.inner.node_id
+    }
+
+    /// Where the broker's ids come from.
+    pub fn entropy(&self) -> &SharedEntropy {
+        &self.inner.entropy
     }
 
     /// Limits.

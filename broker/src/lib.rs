@@ -13,7 +13,8 @@
 //! (streams to other nodes), bounded queues of [`broker::ReservedRequest`]s
 //! (`$aws/...` handlers such as shadows; the broker holds only the sending end),
 //! [`broker::RetainedStore`] (replicated retained messages),
-//! [`authorize::Authorizer`] and [`clock::Clock`]. CI checks the boundary with
+//! [`authorize::Authorizer`], [`clock::Clock`], [`entropy::Entropy`] and
+//! [`listener::Listener`] (accepted streams of any network). CI checks the boundary with
 //! `cargo tree -p fleetcore-broker -e normal`.
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod broker;
 pub mod clock;
 pub mod codec;
 pub mod delivery;
+pub mod entropy;
 pub mod events;
 pub mod link;
 pub mod listener;

@@ -228,11 +228,12 @@ pub struct Links {
     received: Mutex<BTreeMap<u64, Received>>,
 }
 
-impl Default for Links {
-    fn default() -> Self {
+impl Links {
+    /// Links of a node whose incarnation is `epoch` (random per start).
+    pub(crate) fn new(epoch: u64) -> Self {
         Links {
             peers: Mutex::default(),
-            epoch: uuid::Uuid::new_v4().as_u64_pair().0,
+            epoch,
             received: Mutex::default(),
         }
     }

@@ -1,12 +1,13 @@
 //! Accept loops: each accepted stream becomes a session task. The rate limit
 //! (connections per second per listener) is enforced here; a refused client still
-//! gets a CONNACK that says why.
+//! gets a CONNACK that says why. Loops accept from any [`Listener`]: tokio's TCP
+//! in production, a simulated network in simulations.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::broker::Broker;
@@ -60,14 +61,37 @@ pub fn spawn_session<S>(
     tokio::spawn(session::serve(stream, info, broker.clone()));
 }
 
+/// A bound socket that yields accepted byte streams.
+pub trait Listener: Send + 'static {
+    /// An accepted connection.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The next connection and its peer's address.
+    fn accept(&mut self) -> impl Future<Output = std::io::Result<(Self::Io, SocketAddr)>> + Send;
+    /// The address it listens on.
+    fn local_addr(&self) -> std::io::Result<SocketAddr>;
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Io = tokio::net::TcpStream;
+    async fn accept(&mut self) -> std::io::Result<(Self::Io, SocketAddr)> {
+        let (stream, addr) = tokio::net::TcpListener::accept(self).await?;
+        // Small packets (PUBACKs, Raft replies) are latency-bound.
+        let _ = stream.set_nodelay(true);
+        Ok((stream, addr))
+    }
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        tokio::net::TcpListener::local_addr(self)
+    }
+}
+
 /// The accept loop every listener shares: rate limit, then `handle` each
 /// connection (which spawns whatever handshake the transport needs).
-async fn accept_loop(
-    listener: TcpListener,
+async fn accept_loop<L: Listener>(
+    mut listener: L,
     name: &'static str,
     broker: &Broker,
     shutdown: impl Future<Output = ()>,
-    mut handle: impl FnMut(tokio::net::TcpStream, std::net::SocketAddr, bool),
+    mut handle: impl FnMut(L::Io, SocketAddr, bool),
 ) {
     let mut rate = RateLimit::new(broker.limits().connections_per_second);
     tokio::pin!(shutdown);
@@ -75,10 +99,7 @@ async fn accept_loop(
         tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    handle(stream, addr, rate.exceeded());
-                }
+                Ok((stream, addr)) => handle(stream, addr, rate.exceeded()),
                 Err(e) => {
                     // Out of file descriptors, typically: wait instead of spinning.
                     tracing::warn!(error = %e, listener = name, "MQTT accept failed");
@@ -90,7 +111,11 @@ async fn accept_loop(
 }
 
 /// Serves plain MQTT over TCP until `shutdown` resolves.
-pub async fn serve_tcp(listener: TcpListener, broker: Broker, shutdown: impl Future<Output = ()>) {
+pub async fn serve_tcp(
+    listener: impl Listener,
+    broker: Broker,
+    shutdown: impl Future<Output = ()>,
+) {
     accept_loop(
         listener,
         "tcp",
@@ -106,7 +131,7 @@ pub async fn serve_tcp(listener: TcpListener, broker: Broker, shutdown: impl Fut
 /// Serves MQTT over TLS until `shutdown` resolves. The handshake runs in the
 /// connection's own task, so a slow client cannot stall the accept loop.
 pub async fn serve_tls(
-    listener: TcpListener,
+    listener: impl Listener,
     config: std::sync::Arc<rustls::ServerConfig>,
     broker: Broker,
     shutdown: impl Future<Output = ()>,
@@ -147,7 +172,7 @@ pub async fn serve_tls(
 }
 
 /// Serves MQTT over WebSocket (subprotocol `mqtt`) until `shutdown` resolves.
-pub async fn serve_ws(listener: TcpListener, broker: Broker, shutdown: impl Future<Output = ()>) {
+pub async fn serve_ws(listener: impl Listener, broker: Broker, shutdown: impl Future<Output = ()>) {
     accept_loop(
         listener,
         "ws",

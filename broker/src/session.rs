@@ -178,7 +178,7 @@ async fn accept<W: AsyncWrite + Unpin>(
     let mut assigned = None;
     if client_id.is_empty() {
         if connect.clean_start || connect.version == Version::V5 {
-            client_id = format!("fc-{}", uuid::Uuid::new_v4().simple());
+            client_id = format!("fc-{}", broker.entropy().uuid().simple());
             assigned = Some(client_id.clone());
         } else {
             refuse(
@@ -270,7 +270,7 @@ async fn accept<W: AsyncWrite + Unpin>(
         .stats()
         .connects_total
         .fetch_add(1, Ordering::Relaxed);
-    let session_id = uuid::Uuid::new_v4().to_string();
+    let session_id = broker.entropy().uuid().to_string();
     events::connected(broker, &identity, &session_id, &info.peer);
     tracing::debug!(
         version = ?connect.version,

@@ -176,6 +176,7 @@ mod tests {
             1,
             MqttLimits::default(),
             Arc::new(SystemClock),
+            Arc::new(crate::entropy::OsEntropy),
             Arc::new(AllowAll),
         );
         let open = |name: &'static str| {

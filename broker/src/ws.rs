@@ -16,7 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 /// Accepts the WebSocket handshake if the client offers the `mqtt` subprotocol.
 // The callback's error type is tungstenite's HTTP response, as its trait demands.
 #[allow(clippy::result_large_err)]
-pub async fn accept<S>(stream: S) -> Result<WsStream<S>, String>
+pub async fn accept<S>(stream: S) -> Result<WsStream<S>, tokio_tungstenite::tungstenite::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -43,7 +43,6 @@ where
             inner,
             pending: Bytes::new(),
         })
-        .map_err(|e| e.to_string())
 }
 
 /// A WebSocket connection as a byte stream: each write is one binary message;

@@ -33,6 +33,7 @@ async fn requests_are_queued_up_to_the_bound_then_refused() {
         1,
         MqttLimits::default(),
         Arc::new(SystemClock),
+        Arc::new(fleetcore_broker::entropy::OsEntropy),
         Arc::new(AllowAll),
     );
     let mut requests = broker.serve_reserved(shadow_get, 2);

@@ -40,6 +40,7 @@ async fn random_bytes_after_connect_never_panic_the_session() {
         1,
         MqttLimits::default(),
         Arc::new(SystemClock),
+        Arc::new(fleetcore_broker::entropy::OsEntropy),
         Arc::new(AllowAll),
     );
     let mut seed: u64 = 0x2545_F491_4F6C_DD1D;

@@ -1,14 +1,16 @@
 //! `chaos`: deterministic simulations of a Fleetcore cluster under faults,
 //! and the checkers that judge what the clients saw.
 //!
-//! Owns: the turmoil harness that runs the real node code ([`sim`]), seeded so that a
-//! seed replays exactly (its simulated MQTT devices use the broker's test client,
-//! `fleetcore_broker::testing`); the recorded client history ([`history`]); and the checkers ([`check`]): shadow
+//! Owns: the turmoil harness that runs whole nodes ([`sim`]: every host runs
+//! `fleetcore::start`/`serve` over [`sim::SimIo`], turmoil's network with a simulated
+//! clock and seeded entropy), seeded so that a seed replays exactly (its simulated
+//! MQTT devices use the broker's test client, `fleetcore_broker::testing`; its
+//! backends call the HTTP API); the recorded client history ([`history`]); and the checkers ([`check`]): shadow
 //! versions per key (no acknowledged update lost, duplicated or reordered; reads never
 //! go back), linearizability per shadow, registry writes, one entry per log index
 //! on every replica (state machine safety), identical replicas after healing; and the drill against real processes ([`drill`]).
-//! Uses: fleetcore-raft, fleetcore-storage, fleetcore-model, fleetcore-broker (its
-//! `testing` client), turmoil.
+//! Uses: fleetcore (the node), fleetcore-raft, fleetcore-storage, fleetcore-model,
+//! fleetcore-broker (its `testing` client), turmoil.
 //! Must not be used by the `fleetcore` binary: turmoil switches on tokio's test-util.
 //!
 //! Replay one seed: `FLEETCORE_SEED=n cargo test --workspace --test seeds` (`--workspace`

@@ -41,6 +41,9 @@ struct SimArgs {
     /// Simulated devices working on the same shadows over MQTT.
     #[arg(long, default_value_t = 1)]
     mqtt_clients: usize,
+    /// Simulated backends working on the same shadows through the HTTP API.
+    #[arg(long, default_value_t = 1)]
+    http_clients: usize,
     /// Print each seed's simulated duration.
     #[arg(long)]
     verbose: bool,
@@ -127,6 +130,7 @@ fn main() -> anyhow::Result<()> {
         workload_secs,
         replace_nodes,
         mqtt_clients,
+        http_clients,
         verbose,
     } = match Cli::parse().command {
         Command::Drill { kills, binary, dir } => return drill(kills, binary, dir),
@@ -149,6 +153,7 @@ fn main() -> anyhow::Result<()> {
                 reads: ReadMode::Linearizable,
                 replace_nodes,
                 mqtt_clients,
+                http_clients,
             };
             let started = Instant::now();
             match run(&config) {
@@ -184,7 +189,7 @@ fn main() -> anyhow::Result<()> {
                     };
                     eprintln!(
                         "{e}\nreplay: cargo run -p chaos --release -- sim --first {seed} --seeds 1 \
-                         --nodes {n} --workload-secs {workload_secs} --mqtt-clients {mqtt_clients}{replace}\n"
+                         --nodes {n} --workload-secs {workload_secs} --mqtt-clients {mqtt_clients} --http-clients {http_clients}{replace}\n"
                     );
                 }
             }

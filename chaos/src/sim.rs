@@ -6,21 +6,23 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use fleetcore::clock::SharedClock;
+use fleetcore::config::Config;
+use fleetcore::entropy::{Entropy, SharedEntropy};
+use fleetcore::io::NodeIo;
+use fleetcore_broker::listener::Listener;
 use fleetcore_model::{Applied, Command, RequestId, ShadowKey};
 use fleetcore_model::{RegistryCommand, ShadowCommand};
 use fleetcore_raft::pb::raft_service_client::RaftServiceClient;
 use fleetcore_raft::pb::Blob;
 use fleetcore_raft::transport::ConnectFuture;
 use fleetcore_raft::wire::{self, ForwardRequest, ForwardResponse};
-use fleetcore_raft::{Connector, NodeInfo, RaftNode, RaftOptions};
+use fleetcore_raft::{Connector, NodeInfo};
 use fleetcore_storage::SharedState;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::Endpoint;
 
 use crate::check;
@@ -49,37 +51,64 @@ impl Connector for TurmoilConnector {
     }
 }
 
-/// A turmoil connection that tonic's server accepts.
-pub struct Conn(pub turmoil::net::TcpStream);
+/// A listening socket on turmoil's network.
+pub struct SimListener(turmoil::net::TcpListener);
 
-impl tonic::transport::server::Connected for Conn {
-    type ConnectInfo = ();
-    fn connect_info(&self) -> Self::ConnectInfo {}
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+impl Listener for SimListener {
+    type Io = turmoil::net::TcpStream;
+    async fn accept(&mut self) -> std::io::Result<(Self::Io, std::net::SocketAddr)> {
+        self.0.accept().await
+    }
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.local_addr()
     }
 }
 
-impl AsyncWrite for Conn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+/// Random ids from the seed: a seed replays the same session ids, assigned client
+/// ids, link epochs and resource ids.
+struct SeededEntropy(Mutex<SeededRng>);
+
+impl Entropy for SeededEntropy {
+    fn next_u64(&self) -> u64 {
+        self.0.lock().map_or(0, |mut rng| rng.next_u64())
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+}
+
+/// What a simulated node takes from the world: turmoil's network, the simulated
+/// clock ([`SimClock`]) and entropy drawn from the node's seed. With it the
+/// simulation runs the same `fleetcore::run` as production.
+#[derive(Clone)]
+pub struct SimIo {
+    entropy: SharedEntropy,
+}
+
+impl SimIo {
+    /// The world of a node whose randomness comes from `seed`.
+    pub fn new(seed: u64) -> Self {
+        SimIo {
+            entropy: Arc::new(SeededEntropy(Mutex::new(SeededRng::new(seed)))),
+        }
     }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+}
+
+impl NodeIo for SimIo {
+    type Connector = TurmoilConnector;
+    type Listener = SimListener;
+
+    async fn bind(&self, addr: &str) -> std::io::Result<SimListener> {
+        turmoil::net::TcpListener::bind(addr).await.map(SimListener)
+    }
+    fn connector(&self) -> TurmoilConnector {
+        TurmoilConnector
+    }
+    fn clock(&self) -> SharedClock {
+        Arc::new(SimClock)
+    }
+    fn entropy(&self) -> SharedEntropy {
+        self.entropy.clone()
+    }
+    fn inline_storage(&self) -> bool {
+        true
     }
 }
 
@@ -96,7 +125,7 @@ pub fn members(n: usize) -> BTreeMap<u64, NodeInfo> {
         .map(|(i, name)| {
             let info = NodeInfo {
                 raft_addr: format!("{name}:{PORT}"),
-                http_addr: String::new(),
+                http_addr: format!("{name}:{HTTP_PORT}"),
             };
             (i as u64 + 1, info)
         })
@@ -129,7 +158,7 @@ pub fn add_nodes(
     states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
     leaders: Leaders,
 ) {
-    add_hosts(sim, seed, n, &Disks::new(dirs), states, leaders, false);
+    add_hosts(sim, seed, n, &Disks::new(dirs), states, leaders);
 }
 
 /// Each node's data dir, and which nodes were wiped (they restart empty and wait
@@ -182,14 +211,16 @@ pub fn add_nodes_on(
     states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
     leaders: Leaders,
 ) {
-    add_hosts(sim, seed, n, disks, states, leaders, false);
+    add_hosts(sim, seed, n, disks, states, leaders);
 }
 
-/// The MQTT port on every host started by [`add_nodes_with_mqtt`].
+/// The MQTT port on every host.
 pub const MQTT_PORT: u16 = 1883;
+/// The HTTP API's port on every host.
+pub const HTTP_PORT: u16 = 8080;
 
-/// Like [`add_nodes`], and every node also runs the MQTT front (its session layer
-/// over turmoil streams on [`MQTT_PORT`], node links over the simulated network).
+/// [`add_nodes`] without watching leaders (every node runs the whole node:
+/// Raft, the HTTP API and the MQTT front on [`MQTT_PORT`]).
 pub fn add_nodes_with_mqtt(
     sim: &mut turmoil::Sim<'_>,
     seed: u64,
@@ -197,15 +228,39 @@ pub fn add_nodes_with_mqtt(
     dirs: &[tempfile::TempDir],
     states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
 ) {
-    add_hosts(
-        sim,
-        seed,
-        n,
-        &Disks::new(dirs),
-        states,
-        Leaders::default(),
-        true,
-    );
+    add_hosts(sim, seed, n, &Disks::new(dirs), states, Leaders::default());
+}
+
+/// The configuration of simulated node `id` of `n`: every listener on its host,
+/// a static bootstrap of all `n` (or, on a wiped disk, none: like an operator's
+/// replacement it waits to be added back), fsync off and frequent snapshots.
+pub fn node_config(id: u64, n: usize, data_dir: PathBuf, wiped: bool) -> Config {
+    let name = format!("n{id}");
+    Config {
+        node_id: id,
+        data_dir,
+        http_addr: format!("0.0.0.0:{HTTP_PORT}"),
+        raft_addr: format!("0.0.0.0:{PORT}"),
+        mqtt_addr: format!("0.0.0.0:{MQTT_PORT}"),
+        advertise_raft_addr: format!("{name}:{PORT}"),
+        advertise_http_addr: format!("{name}:{HTTP_PORT}"),
+        initial_cluster: if wiped {
+            BTreeMap::new()
+        } else {
+            members(n)
+                .into_iter()
+                .map(|(id, info)| (id, info.raft_addr))
+                .collect()
+        },
+        cluster_name: Some(CLUSTER.into()),
+        bootstrap: false,
+        // A simulated crash ends the node, not the machine: what RocksDB wrote is
+        // in the page cache either way, so fsync changes nothing the simulation can
+        // observe, and costs real time per write.
+        fsync: false,
+        snapshot_every_entries: 30,
+        ..Config::default()
+    }
 }
 
 fn add_hosts(
@@ -215,7 +270,6 @@ fn add_hosts(
     disks: &Disks,
     states: Arc<Mutex<BTreeMap<u64, SharedState>>>,
     leaders: Leaders,
-    mqtt: bool,
 ) {
     for (i, name) in host_names(n).into_iter().enumerate() {
         let id = i as u64 + 1;
@@ -235,34 +289,13 @@ fn add_hosts(
                     .next_u64();
             SimRuntime::scope(node_seed, async move {
                 let dir = disks.dir(id).ok_or("no data dir")?;
-                let options = RaftOptions {
-                    snapshot_every_entries: 30,
-                    keep_behind_snapshot: 5,
-                    // A simulated crash ends the node, not the machine: what RocksDB
-                    // wrote is in the page cache either way, so fsync changes nothing
-                    // the simulation can observe, and costs real time per write.
-                    // Writes run inline: a blocking thread would finish at a real-time
-                    // moment, and the seed would no longer replay exactly.
-                    storage: fleetcore_storage::StorageOptions {
-                        fsync: false,
-                        inline_io: true,
-                    },
-                    ..Default::default()
-                };
-                let all = members(n);
+                let config = node_config(id, n, dir, disks.is_wiped(id));
+                let io = SimIo::new(node_seed ^ 0x1d5e_ed00);
                 // After a crash the previous instance's RocksDB handle may still be
                 // closing on a blocking thread: retry the open for a while.
                 let mut attempts = 0;
                 let node = loop {
-                    match RaftNode::start(
-                        id,
-                        all[&id].clone(),
-                        &dir,
-                        options.clone(),
-                        TurmoilConnector,
-                    )
-                    .await
-                    {
+                    match fleetcore::start(config.clone(), io.clone()).await {
                         Ok(node) => break node,
                         Err(_) if attempts < 500 => {
                             attempts += 1;
@@ -274,10 +307,10 @@ fn add_hosts(
                 states
                     .lock()
                     .map_err(|_| "poisoned")?
-                    .insert(id, node.state().clone());
+                    .insert(id, node.raft().state().clone());
                 // Record every (term, leader) this node reports about itself, and
                 // every applied log id it reports (sampled: metrics coalesce).
-                let mut metrics = node.raft().metrics();
+                let mut metrics = node.raft().raft().metrics();
                 tokio::spawn(async move {
                     use openraft::async_runtime::WatchReceiver;
                     loop {
@@ -301,39 +334,12 @@ fn add_hosts(
                         }
                     }
                 });
-                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
-                let incoming = futures::stream::unfold(listener, |l| async move {
-                    let accepted = l.accept().await.map(|(s, _)| Conn(s));
-                    Some((accepted, l))
-                });
-                let _relay = if mqtt {
-                    Some(start_mqtt(&node).await?)
-                } else {
-                    None
-                };
-                let server = tokio::spawn(fleetcore_raft::service::serve(
-                    node.clone(),
-                    incoming,
-                    std::future::pending(),
-                ));
-                if disks.is_wiped(id) {
-                    // Like an operator's replacement: wait to be added back.
-                    node.cluster().adopt(CLUSTER)?;
-                } else {
-                    node.bootstrap(CLUSTER, all).await?;
-                }
-                server.await??;
+                // The whole node, as production runs it; a crash drops this future.
+                node.serve(std::future::pending()).await?;
                 Ok(())
             })
         });
     }
-}
-
-/// A node's MQTT front, held by the host while the node runs; dropping it (a
-/// crash) stops the handlers that hold the node's service.
-struct MqttFront {
-    _relay: Arc<dyn fleetcore_raft::RelayHandler>,
-    _handlers: fleetcore::mqtt::BrokerHandlers,
 }
 
 /// The proposers' clock inside a simulation: a fixed epoch plus simulated time, so
@@ -346,51 +352,6 @@ impl fleetcore::clock::Clock for SimClock {
         // 2026-01-01T00:00:00Z.
         1_767_225_600_000 + now_ms()
     }
-}
-
-/// The node's MQTT front inside the simulation: broker, node links over the
-/// simulated network, the session layer on turmoil streams, and the reserved
-/// shadow topics served through the node's service.
-///
-/// Returns what the caller keeps for as long as the node runs: dropping it (a crash
-/// drops the host's future) releases the node.
-async fn start_mqtt(
-    node: &RaftNode<TurmoilConnector>,
-) -> Result<MqttFront, Box<dyn std::error::Error>> {
-    use fleetcore::mqtt::{authorize::AllowAll, peers, session, Broker, MqttLimits};
-    let clock: fleetcore::clock::SharedClock = Arc::new(SimClock);
-    let broker = Broker::new(
-        node.id(),
-        MqttLimits::default(),
-        clock.clone(),
-        Arc::new(AllowAll),
-    );
-    let relay: Arc<dyn fleetcore_raft::RelayHandler> = Arc::new(fleetcore::mqtt::LinkRelay(
-        peers::LinkReceiver::new(broker.clone()),
-    ));
-    node.set_relay_handler(&relay);
-    let service = fleetcore::service::Service::new(node.clone(), clock, broker.clone());
-    let handlers = fleetcore::mqtt::install_handlers(&service);
-    peers::spawn_link_manager(
-        Arc::new(fleetcore::mqtt::RaftPeers(node.clone())),
-        broker.clone(),
-    );
-    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", MQTT_PORT)).await?;
-    tokio::spawn(async move {
-        while let Ok((stream, peer)) = listener.accept().await {
-            let info = session::ConnInfo {
-                peer: peer.to_string(),
-                listener: "sim",
-                certificate: None,
-                rate_limited: false,
-            };
-            tokio::spawn(session::serve(stream, info, broker.clone()));
-        }
-    });
-    Ok(MqttFront {
-        _relay: relay,
-        _handlers: handlers,
-    })
 }
 
 /// Starts the message of an error that says the request never left the client
@@ -486,6 +447,9 @@ pub struct SimConfig {
     /// session layer and the reserved shadow topics), recorded in the same history
     /// after the `clients` that use the Raft API.
     pub mqtt_clients: usize,
+    /// Simulated backends that update and get the same shadows through the nodes'
+    /// HTTP API (as boto3 calls it), recorded after the MQTT devices.
+    pub http_clients: usize,
 }
 
 /// How simulated clients read a shadow's version.
@@ -512,6 +476,8 @@ pub struct Report {
     pub conditional_acknowledged: usize,
     /// Acknowledged operations of the MQTT devices.
     pub mqtt_acknowledged: usize,
+    /// Acknowledged operations of the HTTP API clients.
+    pub http_acknowledged: usize,
     /// Simulated time the run took, workload and convergence included.
     pub simulated_ms: u64,
     /// Every operation, in completion order (equal on every replay of the seed).
@@ -551,7 +517,6 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         &disks,
         states.clone(),
         leaders.clone(),
-        config.mqtt_clients > 0,
     );
     // Fresh dirs for replaced nodes live as long as the run.
     let mut spare_dirs: Vec<tempfile::TempDir> = Vec::new();
@@ -643,6 +608,17 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         sim.client(format!("device{d}"), async move {
             let _running = running;
             device.await
+        });
+    }
+
+    for h in 0..config.http_clients {
+        let client = config.clients + config.mqtt_clients + h;
+        let rng = client_rng(seed, client);
+        let running = Running::start(&running_clients);
+        let backend = http_client(client, names.clone(), rng, history.clone(), config.workload);
+        sim.client(format!("backend{h}"), async move {
+            let _running = running;
+            backend.await
         });
     }
 
@@ -799,6 +775,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         .cloned()
         .chain((0..config.clients).map(|c| format!("client{c}")))
         .chain((0..config.mqtt_clients).map(|d| format!("device{d}")))
+        .chain((0..config.http_clients).map(|h| format!("backend{h}")))
         .collect();
     let power_off = |sim: &mut turmoil::Sim<'_>, host: &str| {
         for other in everyone.iter().filter(|o| o.as_str() != host) {
@@ -898,7 +875,17 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
             .count(),
         mqtt_acknowledged: events
             .iter()
-            .filter(|e| e.client >= config.clients && matches!(e.outcome, Outcome::Ok(_)))
+            .filter(|e| {
+                (config.clients..config.clients + config.mqtt_clients).contains(&e.client)
+                    && matches!(e.outcome, Outcome::Ok(_))
+            })
+            .count(),
+        http_acknowledged: events
+            .iter()
+            .filter(|e| {
+                e.client >= config.clients + config.mqtt_clients
+                    && matches!(e.outcome, Outcome::Ok(_))
+            })
             .count(),
         simulated_ms,
         faults,
@@ -1088,6 +1075,119 @@ async fn mqtt_device(
         if keep {
             connection = Some(c);
         }
+    }
+    Ok(())
+}
+
+/// Why an HTTP request got no answer.
+#[derive(Debug)]
+pub enum HttpFailure {
+    /// The request was never written (no connection): certainly not applied.
+    NotSent(String),
+    /// The request went out and no whole answer came back: it may have been applied.
+    NoAnswer(String),
+}
+
+/// One request to `host`'s HTTP API on its own connection, as an HTTP client
+/// would send it; the status and the JSON body (`null` when it is not JSON).
+pub async fn http_request(
+    host: &str,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, serde_json::Value), HttpFailure> {
+    use http_body_util::BodyExt;
+    let stream = turmoil::net::TcpStream::connect((host, HTTP_PORT))
+        .await
+        .map_err(|e| HttpFailure::NotSent(e.to_string()))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| HttpFailure::NotSent(e.to_string()))?;
+    let connection = tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.unwrap_or_default(),
+        )))
+        .map_err(|e| HttpFailure::NotSent(e.to_string()))?;
+    let answer = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| HttpFailure::NoAnswer(e.to_string()))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| HttpFailure::NoAnswer(e.to_string()))?
+            .to_bytes();
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        ))
+    };
+    let result = tokio::time::timeout(Duration::from_secs(3), answer)
+        .await
+        .unwrap_or_else(|_| Err(HttpFailure::NoAnswer("timed out".into())));
+    connection.abort();
+    result
+}
+
+/// A simulated backend: through the HTTP API of a node drawn from the seed, it
+/// updates shadows (some with the version it last saw) and gets them, one request
+/// per connection, as the AWS SDKs call UpdateThingShadow and GetThingShadow.
+async fn http_client(
+    client: usize,
+    names: Vec<String>,
+    mut rng: SeededRng,
+    history: History,
+    workload: Duration,
+) -> turmoil::Result {
+    let keys = ["k0", "k1", "k2"];
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut n = 0u64;
+    while now_ms() < workload.as_millis() as u64 {
+        tokio::time::sleep(Duration::from_millis(rng.below(50))).await;
+        n += 1;
+        let node = names[rng.below(names.len() as u64) as usize].clone();
+        let key = keys[rng.below(keys.len() as u64) as usize].to_string();
+        let dice = rng.below(10);
+        let update = |version: String| {
+            format!(r#"{{"state":{{"reported":{{"c":{client},"n":{n}}}}}{version}}}"#)
+        };
+        let (op, method, body) = if dice < 4 {
+            (Op::Update, "POST", Some(update(String::new())))
+        } else if dice < 7 {
+            let expected = seen.get(&key).copied().unwrap_or(0);
+            let body = update(format!(r#","version":{expected}"#));
+            (Op::UpdateIfVersion(expected), "POST", Some(body))
+        } else {
+            (Op::Read, "GET", None)
+        };
+        let invoked_ms = now_ms();
+        let reply = http_request(&node, method, &format!("/things/{key}/shadow"), body).await;
+        let outcome = match (reply, &op) {
+            (Ok((200, body)), _) => body["version"]
+                .as_u64()
+                .map_or(Outcome::Unknown, Outcome::Ok),
+            // A shadow that does not exist reads as version 0.
+            (Ok((404, _)), Op::Read) => Outcome::Ok(0),
+            // A read that failed claims nothing.
+            (Ok(_), Op::Read) => Outcome::Failed,
+            // Refused by the state machine or before proposing: not applied.
+            (Ok((400 | 409 | 429, _)), _) => Outcome::Failed,
+            (Err(HttpFailure::NotSent(_)), _) => Outcome::Failed,
+            // A 503 (timeout, leader lost) or no answer: it may still apply.
+            _ => Outcome::Unknown,
+        };
+        if let Outcome::Ok(v) = outcome {
+            seen.insert(key.clone(), v);
+        }
+        complete(&history, client, key, op, invoked_ms, outcome);
     }
     Ok(())
 }

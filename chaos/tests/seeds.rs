@@ -29,7 +29,7 @@ fn campaign_over(
     workload_secs: u64,
     replace_nodes: bool,
 ) {
-    let (mut conditional, mut over_mqtt) = (0, 0);
+    let (mut conditional, mut over_mqtt, mut over_http) = (0, 0, 0);
     for seed in seeds {
         let config = SimConfig {
             nodes,
@@ -43,6 +43,7 @@ fn campaign_over(
             // leadership first.
             replace_nodes,
             mqtt_clients: 1,
+            http_clients: 1,
         };
         match run(&config) {
             Ok(report) => {
@@ -52,11 +53,13 @@ fn campaign_over(
                 );
                 conditional += report.conditional_acknowledged;
                 over_mqtt += report.mqtt_acknowledged;
+                over_http += report.http_acknowledged;
                 eprintln!(
-                    "{nodes} nodes, seed {seed}: {} operations, {} acknowledged ({} over MQTT), {} faults ({} crashes, {} nodes replaced)",
+                    "{nodes} nodes, seed {seed}: {} operations, {} acknowledged ({} over MQTT, {} over HTTP), {} faults ({} crashes, {} nodes replaced)",
                     report.operations,
                     report.acknowledged,
                     report.mqtt_acknowledged,
+                    report.http_acknowledged,
                     report.faults.len(),
                     report.faults.iter().filter(|f| f.contains("crash")).count(),
                     report.faults.iter().filter(|f| f.contains("added node")).count()
@@ -76,6 +79,8 @@ fn campaign_over(
     );
     // The device over MQTT took part.
     assert!(over_mqtt > 0, "{test}: no MQTT operation was acknowledged");
+    // So did the backend over the HTTP API.
+    assert!(over_http > 0, "{test}: no HTTP operation was acknowledged");
 }
 
 #[test]
@@ -171,6 +176,7 @@ fn broken_local_reads_are_caught() {
             reads: ReadMode::LocalUnsafe,
             replace_nodes: false,
             mqtt_clients: 0,
+            http_clients: 0,
         };
         if let Err(e) = run(&config) {
             caught = Some((seed, e));
@@ -197,6 +203,7 @@ fn a_seed_replays_exactly() {
             reads: ReadMode::Linearizable,
             replace_nodes: true,
             mqtt_clients: 1,
+            http_clients: 1,
         };
         let first = run(&config).unwrap_or_else(|e| panic!("{e}"));
         let second = run(&config).unwrap_or_else(|e| panic!("{e}"));

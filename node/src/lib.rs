@@ -8,11 +8,13 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-// The injected clock lives with the broker, its first user below the node.
-pub use fleetcore_broker::clock;
+// The injected clock and entropy live with the broker, their first user below
+// the node.
+pub use fleetcore_broker::{clock, entropy};
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod io;
 pub mod mqtt;
 pub mod service;
 pub mod telemetry;
@@ -24,38 +26,93 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use fleetcore_raft::{NodeInfo, RaftNode, RaftOptions, TcpConnector};
+use fleetcore_broker::listener::Listener;
+use fleetcore_raft::{Connector, NodeInfo, RaftNode, RaftOptions};
 use fleetcore_storage::StorageOptions;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::io::{HttpListener, NodeIo};
 use crate::mqtt::authorize::AllowAll;
 use crate::mqtt::peers::LinkReceiver;
 use crate::mqtt::{Broker, MqttLimits};
 use crate::service::Service;
 
 /// Runs a node until `shutdown` resolves; then a leader hands over leadership and
-/// the listeners close.
-pub async fn run(
+/// the listeners close. Production passes [`io::SystemIo`]; the simulation passes
+/// its simulated network, clock and seeded entropy.
+pub async fn run<I: NodeIo>(
     config: Config,
+    io: I,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let raft_listener = TcpListener::bind(&config.raft_addr)
-        .await
-        .with_context(|| format!("cannot listen for Raft on {}", config.raft_addr))?;
-    let http_listener = TcpListener::bind(&config.http_addr)
-        .await
-        .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
-    let mqtt_listener = if config.mqtt_addr.is_empty() {
+    start(config, io).await?.serve(shutdown).await
+}
+
+/// A node whose sockets are bound and whose storage is open, not serving yet.
+pub struct Node<I: NodeIo> {
+    config: Config,
+    io: I,
+    raft: RaftNode<I::Connector>,
+    info: NodeInfo,
+    listeners: Listeners<I::Listener>,
+}
+
+struct Listeners<L> {
+    raft: L,
+    http: L,
+    mqtt: Option<L>,
+    tls: Option<(L, Arc<rustls::ServerConfig>)>,
+    ws: Option<L>,
+}
+
+/// Binds the node's listeners and opens its storage: the first half of [`run`],
+/// for a caller that looks at the node (a simulation) before it serves.
+pub async fn start<I: NodeIo>(config: Config, io: I) -> anyhow::Result<Node<I>> {
+    // Bad TLS files fail the start before anything listens.
+    let tls = if config.mqtt_tls_addr.is_empty() {
         None
     } else {
+        let (Some(cert), Some(key)) = (&config.mqtt_tls_cert, &config.mqtt_tls_key) else {
+            anyhow::bail!("mqtt_tls_addr needs mqtt_tls_cert and mqtt_tls_key");
+        };
         Some(
-            TcpListener::bind(&config.mqtt_addr)
-                .await
-                .with_context(|| format!("cannot listen for MQTT on {}", config.mqtt_addr))?,
+            mqtt::tls::server_config(
+                cert,
+                key,
+                config.mqtt_tls_client_ca.as_deref(),
+                config.mqtt_tls_client_auth,
+            )
+            .context("MQTT TLS")?,
         )
+    };
+    let bind = |addr: &str, what: &'static str| {
+        let io = io.clone();
+        let addr = addr.to_string();
+        async move {
+            io.bind(&addr)
+                .await
+                .with_context(|| format!("cannot listen for {what} on {addr}"))
+        }
+    };
+    let optional = |addr: &str, what: &'static str| {
+        let bound = (!addr.is_empty()).then(|| bind(addr, what));
+        async move {
+            match bound {
+                Some(b) => b.await.map(Some),
+                None => Ok(None),
+            }
+        }
+    };
+    let listeners = Listeners {
+        raft: bind(&config.raft_addr, "Raft").await?,
+        http: bind(&config.http_addr, "HTTP").await?,
+        mqtt: optional(&config.mqtt_addr, "MQTT").await?,
+        tls: match tls {
+            Some(tls) => Some((bind(&config.mqtt_tls_addr, "MQTT/TLS").await?, tls)),
+            None => None,
+        },
+        ws: optional(&config.mqtt_ws_addr, "MQTT/WebSocket").await?,
     };
     let info = NodeInfo {
         raft_addr: config.advertise_raft_addr.clone(),
@@ -64,18 +121,18 @@ pub async fn run(
     let options = RaftOptions {
         storage: StorageOptions {
             fsync: config.fsync,
-            ..StorageOptions::default()
+            inline_io: io.inline_storage(),
         },
         snapshot_every_entries: config.snapshot_every_entries,
         keep_behind_snapshot: (config.snapshot_every_entries / 4).max(1),
         ..Default::default()
     };
-    let node = RaftNode::start(
+    let raft = RaftNode::start(
         config.node_id,
         info.clone(),
         &config.data_dir,
         options,
-        TcpConnector,
+        io.connector(),
     )
     .await
     .with_context(|| {
@@ -92,161 +149,155 @@ pub async fn run(
         data = %config.data_dir.display(),
         "node started"
     );
+    Ok(Node {
+        config,
+        io,
+        raft,
+        info,
+        listeners,
+    })
+}
 
-    let clock: SharedClock = Arc::new(SystemClock);
-    let broker = Broker::new(
-        config.node_id,
-        MqttLimits::default(),
-        clock.clone(),
-        Arc::new(AllowAll),
-    );
-    // Lives as long as this function: the node holds it weakly.
-    let relay: Arc<dyn fleetcore_raft::RelayHandler> =
-        Arc::new(mqtt::LinkRelay(LinkReceiver::new(broker.clone())));
-    node.set_relay_handler(&relay);
-
-    let tls_listener = if config.mqtt_tls_addr.is_empty() {
-        None
-    } else {
-        let (Some(cert), Some(key)) = (&config.mqtt_tls_cert, &config.mqtt_tls_key) else {
-            anyhow::bail!("mqtt_tls_addr needs mqtt_tls_cert and mqtt_tls_key");
-        };
-        let tls = mqtt::tls::server_config(
-            cert,
-            key,
-            config.mqtt_tls_client_ca.as_deref(),
-            config.mqtt_tls_client_auth,
-        )
-        .map_err(|e| anyhow::anyhow!("MQTT TLS: {e}"))?;
-        let l = TcpListener::bind(&config.mqtt_tls_addr)
-            .await
-            .with_context(|| format!("cannot listen for MQTT/TLS on {}", config.mqtt_tls_addr))?;
-        Some((l, tls))
-    };
-    let ws_listener = if config.mqtt_ws_addr.is_empty() {
-        None
-    } else {
-        Some(
-            TcpListener::bind(&config.mqtt_ws_addr)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot listen for MQTT/WebSocket on {}",
-                        config.mqtt_ws_addr
-                    )
-                })?,
-        )
-    };
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (mqtt_stop_tx, mqtt_stop_rx) = watch::channel(false);
-    let wait_stop = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-
-    let raft_server = tokio::spawn(fleetcore_raft::service::serve(
-        node.clone(),
-        // Nagle on accepted peer connections delayed small Raft replies by ~40 ms
-        // (measured: p99 71 ms → 9 ms at 16 shadow writers); the dialing side
-        // already sets it.
-        futures::StreamExt::map(
-            tokio_stream::wrappers::TcpListenerStream::new(raft_listener),
-            |accepted| {
-                accepted.inspect(|s| {
-                    let _ = s.set_nodelay(true);
-                })
-            },
-        ),
-        wait_stop(stop_rx.clone()),
-    ));
-
-    form_cluster(&config, &node, info).await?;
-
-    let service = Service::new(node.clone(), clock, broker.clone());
-    let handlers = mqtt::install_handlers(&service);
-    let links =
-        mqtt::peers::spawn_link_manager(Arc::new(mqtt::RaftPeers(node.clone())), broker.clone());
-    let reaper = tokio::spawn({
-        let broker = broker.clone();
-        async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                broker.expire_sessions();
-            }
-        }
-    });
-    let mqtt_server = mqtt_listener.map(|l| {
-        tracing::info!(mqtt = %config.mqtt_addr, "MQTT listening");
-        tokio::spawn(mqtt::listener::serve_tcp(
-            l,
-            broker.clone(),
-            wait_stop(mqtt_stop_rx.clone()),
-        ))
-    });
-    let tls_server = tls_listener.map(|(l, tls)| {
-        tracing::info!(mqtt_tls = %config.mqtt_tls_addr, client_auth = %config.mqtt_tls_client_auth, "MQTT/TLS listening");
-        tokio::spawn(mqtt::listener::serve_tls(
-            l,
-            tls,
-            broker.clone(),
-            wait_stop(mqtt_stop_rx.clone()),
-        ))
-    });
-    let ws_server = ws_listener.map(|l| {
-        tracing::info!(mqtt_ws = %config.mqtt_ws_addr, "MQTT/WebSocket listening");
-        tokio::spawn(mqtt::listener::serve_ws(
-            l,
-            broker.clone(),
-            wait_stop(mqtt_stop_rx.clone()),
-        ))
-    });
-    let service_for_sweeper = service.clone();
-    let app = http::router(service);
-    let http_server = tokio::spawn({
-        let stop = wait_stop(stop_rx.clone());
-        async move {
-            axum::serve(http_listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        }
-    });
-
-    // Nodes of a static bootstrap record their HTTP address in the membership; the
-    // check repeats, so an address lost to a leader change is recorded again.
-    let register = tokio::spawn({
-        let node = node.clone();
-        async move {
-            loop {
-                if !node.is_registered() && node.is_initialized().await.unwrap_or(false) {
-                    if let Err(e) = node.register_self().await {
-                        tracing::warn!(error = %e, "cannot record this node's addresses yet, will retry");
-                    }
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    });
-
-    let sweeper = tokio::spawn(sweep_expired_retained(service_for_sweeper));
-
-    shutdown.await;
-    tracing::info!("shutting down");
-    sweeper.abort();
-    register.abort();
-    links.abort();
-    reaper.abort();
-    let _ = mqtt_stop_tx.send(true);
-    broker.kick_all();
-    for m in [mqtt_server, tls_server, ws_server].into_iter().flatten() {
-        let _ = tokio::time::timeout(Duration::from_secs(5), m).await;
+impl<I: NodeIo> Node<I> {
+    /// The Raft node.
+    pub fn raft(&self) -> &RaftNode<I::Connector> {
+        &self.raft
     }
-    node.shutdown().await;
-    drop(handlers);
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), http_server).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), raft_server).await;
-    tracing::info!("stopped");
-    Ok(())
+
+    /// Forms or joins the cluster and serves Raft, HTTP and MQTT until `shutdown`
+    /// resolves.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Node {
+            config,
+            io,
+            raft: node,
+            info,
+            listeners,
+        } = self;
+        let clock = io.clock();
+        let entropy = io.entropy();
+        let broker = Broker::new(
+            config.node_id,
+            MqttLimits::default(),
+            clock.clone(),
+            entropy.clone(),
+            Arc::new(AllowAll),
+        );
+        // Lives as long as this function: the node holds it weakly.
+        let relay: Arc<dyn fleetcore_raft::RelayHandler> =
+            Arc::new(mqtt::LinkRelay(LinkReceiver::new(broker.clone())));
+        node.set_relay_handler(&relay);
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (mqtt_stop_tx, mqtt_stop_rx) = watch::channel(false);
+        let wait_stop = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+
+        let raft_incoming = futures::stream::unfold(listeners.raft, |mut l| async move {
+            let accepted = l.accept().await.map(|(stream, _)| stream);
+            Some((accepted, l))
+        });
+        let raft_server = tokio::spawn(fleetcore_raft::service::serve(
+            node.clone(),
+            raft_incoming,
+            wait_stop(stop_rx.clone()),
+        ));
+
+        form_cluster(&config, &node, info, &io, &entropy).await?;
+
+        let service = Service::new(node.clone(), clock, entropy, broker.clone());
+        let handlers = mqtt::install_handlers(&service);
+        let links = mqtt::peers::spawn_link_manager(
+            Arc::new(mqtt::RaftPeers(node.clone())),
+            broker.clone(),
+        );
+        let reaper = tokio::spawn({
+            let broker = broker.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    broker.expire_sessions();
+                }
+            }
+        });
+        let mqtt_server = listeners.mqtt.map(|l| {
+            tracing::info!(mqtt = %config.mqtt_addr, "MQTT listening");
+            tokio::spawn(mqtt::listener::serve_tcp(
+                l,
+                broker.clone(),
+                wait_stop(mqtt_stop_rx.clone()),
+            ))
+        });
+        let tls_server = listeners.tls.map(|(l, tls)| {
+            tracing::info!(mqtt_tls = %config.mqtt_tls_addr, client_auth = %config.mqtt_tls_client_auth, "MQTT/TLS listening");
+            tokio::spawn(mqtt::listener::serve_tls(
+                l,
+                tls,
+                broker.clone(),
+                wait_stop(mqtt_stop_rx.clone()),
+            ))
+        });
+        let ws_server = listeners.ws.map(|l| {
+            tracing::info!(mqtt_ws = %config.mqtt_ws_addr, "MQTT/WebSocket listening");
+            tokio::spawn(mqtt::listener::serve_ws(
+                l,
+                broker.clone(),
+                wait_stop(mqtt_stop_rx.clone()),
+            ))
+        });
+        let service_for_sweeper = service.clone();
+        let app = http::router(service);
+        let http_server = tokio::spawn({
+            let stop = wait_stop(stop_rx.clone());
+            let listener = HttpListener(listeners.http);
+            async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+        });
+
+        // Nodes of a static bootstrap record their HTTP address in the membership;
+        // the check repeats, so an address lost to a leader change is recorded again.
+        let register = tokio::spawn({
+            let node = node.clone();
+            async move {
+                loop {
+                    if !node.is_registered() && node.is_initialized().await.unwrap_or(false) {
+                        if let Err(e) = node.register_self().await {
+                            tracing::warn!(error = %e, "cannot record this node's addresses yet, will retry");
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
+
+        let sweeper = tokio::spawn(sweep_expired_retained(service_for_sweeper));
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        sweeper.abort();
+        register.abort();
+        links.abort();
+        reaper.abort();
+        let _ = mqtt_stop_tx.send(true);
+        broker.kick_all();
+        for m in [mqtt_server, tls_server, ws_server].into_iter().flatten() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), m).await;
+        }
+        node.shutdown().await;
+        drop(handlers);
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), http_server).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), raft_server).await;
+        tracing::info!("stopped");
+        Ok(())
+    }
 }
 
 /// On the leader: removes shadow tombstones older than AWS's 48 hours through the
@@ -337,10 +388,12 @@ async fn sweep_expired_retained<C: fleetcore_raft::Connector>(service: Service<C
 }
 
 /// Bootstraps, joins, or resumes, depending on config and what the data dir holds.
-async fn form_cluster(
+async fn form_cluster<I: NodeIo>(
     config: &Config,
-    node: &RaftNode<TcpConnector>,
+    node: &RaftNode<I::Connector>,
     info: NodeInfo,
+    io: &I,
+    entropy: &entropy::SharedEntropy,
 ) -> anyhow::Result<()> {
     if !config.initial_cluster.is_empty() {
         let members: BTreeMap<u64, NodeInfo> = config
@@ -373,32 +426,34 @@ async fn form_cluster(
         return Ok(());
     }
     if let Some(seed) = &config.join {
-        let seed = seed.trim_end_matches('/').to_string();
-        let body = http::AddMemberBody {
+        let seed: axum::http::Uri = seed
+            .parse()
+            .with_context(|| format!("join: {seed} is not a URL"))?;
+        if seed.scheme_str().is_some_and(|s| s != "http") {
+            anyhow::bail!("join: {seed} must be an http:// URL of a member's HTTP API");
+        }
+        let body = serde_json::to_vec(&http::AddMemberBody {
             id: config.node_id,
             raft_addr: info.raft_addr.clone(),
             http_addr: info.http_addr.clone(),
-        };
+        })?;
+        let connector = io.connector();
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
             loop {
-                match client
-                    .post(format!("{seed}/cluster/members"))
-                    .json(&body)
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => {
+                let attempt = post_json(&connector, &seed, "/cluster/members", body.clone());
+                match tokio::time::timeout(Duration::from_secs(30), attempt).await {
+                    Ok(Ok((status, _))) if (200..300).contains(&status) => {
                         tracing::info!(%seed, "joined the cluster");
                         return;
                     }
-                    Ok(r) => {
-                        let status = r.status();
-                        let text = r.text().await.unwrap_or_default();
+                    Ok(Ok((status, text))) => {
                         tracing::warn!(%seed, %status, %text, "join refused, will retry");
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         tracing::warn!(%seed, error = %e, "cannot reach the cluster to join, will retry")
+                    }
+                    Err(_) => {
+                        tracing::warn!(%seed, "join timed out, will retry")
                     }
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -407,7 +462,7 @@ async fn form_cluster(
         return Ok(());
     }
     if config.bootstrap {
-        let cluster_id = format!("fc-{}", uuid::Uuid::new_v4().simple());
+        let cluster_id = format!("fc-{}", entropy.uuid().simple());
         node.bootstrap(&cluster_id, BTreeMap::from([(config.node_id, info)]))
             .await
             .context("cannot bootstrap a single-node cluster")?;
@@ -416,4 +471,34 @@ async fn form_cluster(
         tracing::info!("waiting to be added to a cluster (bootstrap = false)");
     }
     Ok(())
+}
+
+/// POSTs a JSON `body` to `path` under `base` (an `http://` URL) over a connection
+/// the node's own connector dials; returns the status and body text.
+async fn post_json<C: Connector>(
+    connector: &C,
+    base: &axum::http::Uri,
+    path: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<(u16, String)> {
+    use axum::http::header;
+    let authority = base.authority().context("the URL names no host")?;
+    let addr = format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(80)
+    );
+    let stream = connector.connect(addr).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    let connection = tokio::spawn(connection);
+    let request = axum::http::Request::post(format!("{}{path}", base.path().trim_end_matches('/')))
+        .header(header::HOST, authority.as_str())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(body))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let text = axum::body::to_bytes(axum::body::Body::new(response.into_body()), 64 * 1024).await?;
+    connection.abort();
+    Ok((status, String::from_utf8_lossy(&text).into_owned()))
 }

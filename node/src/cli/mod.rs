@@ -164,7 +164,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = args.into_config()?;
             crate::telemetry::init(&config.log_level, config.log_json);
-            crate::run(config, shutdown_signal()).await
+            crate::run(config, crate::io::SystemIo::default(), shutdown_signal()).await
         }
         Command::Cluster(c) => cluster::run(c).await,
         Command::Thing { target, command } => registry::thing(target, command).await,

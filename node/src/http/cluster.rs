@@ -61,7 +61,7 @@ pub(crate) async fn init<C: Connector>(
             node.cluster().get().unwrap_or_default()
         )));
     }
-    let cluster_id = format!("fc-{}", uuid::Uuid::new_v4().simple());
+    let cluster_id = format!("fc-{}", service.entropy().uuid().simple());
     node.bootstrap(
         &cluster_id,
         std::collections::BTreeMap::from([(node.id(), node.info().clone())]),

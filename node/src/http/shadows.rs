@@ -101,9 +101,7 @@ pub(crate) async fn list_named<C: Connector>(
     let (names, next) = service
         .list_named_shadows(&thing, q.next_token.as_deref(), limit)
         .await?;
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now_s = service.now_ms() / 1000;
     Ok(Json(with_next_token(
         json!({ "results": names, "timestamp": now_s }),
         next,

@@ -9,6 +9,7 @@ use fleetcore_model::{Applied, Command, Outcome, Rejection};
 use fleetcore_raft::{Connector, RaftError, RaftNode};
 
 use crate::clock::SharedClock;
+use crate::entropy::SharedEntropy;
 use crate::mqtt::registry_events::{self as events, RegistryChange};
 use crate::mqtt::Broker;
 
@@ -110,6 +111,7 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 pub struct Service<C: Connector> {
     node: RaftNode<C>,
     clock: SharedClock,
+    entropy: SharedEntropy,
     broker: Broker,
     /// Region and account shown in ARNs.
     arn_prefix: String,
@@ -123,10 +125,16 @@ pub const PROPOSALS_IN_FLIGHT_MAX: usize = 4096;
 
 impl<C: Connector> Service<C> {
     /// A service over `node`.
-    pub fn new(node: RaftNode<C>, clock: SharedClock, broker: Broker) -> Self {
+    pub fn new(
+        node: RaftNode<C>,
+        clock: SharedClock,
+        entropy: SharedEntropy,
+        broker: Broker,
+    ) -> Self {
         Service {
             node,
             clock,
+            entropy,
             broker,
             arn_prefix: "arn:aws:iot:local:000000000000".into(),
             proposals: std::sync::Arc::new(tokio::sync::Semaphore::new(PROPOSALS_IN_FLIGHT_MAX)),
@@ -203,6 +211,11 @@ impl<C: Connector> Service<C> {
 
     /// A fresh id for a new resource (chosen by the proposer, never in `apply`).
     pub fn new_id(&self) -> String {
-        uuid::Uuid::new_v4().to_string()
+        self.entropy.uuid().to_string()
+    }
+
+    /// The node's source of random ids.
+    pub fn entropy(&self) -> &SharedEntropy {
+        &self.entropy
     }
 }
