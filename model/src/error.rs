@@ -47,6 +47,19 @@ pub enum Rejection {
         /// Its value.
         limit: u64,
     },
+    /// The resource is still in use and cannot be deleted (AWS
+    /// `DeleteConflictException`, 409).
+    #[error("{0}")]
+    DeleteConflict(String),
+    /// A resource has all the versions it may keep (AWS
+    /// `VersionsLimitExceededException`, 409).
+    #[error("{what} has the most versions allowed ({limit}); delete one first")]
+    VersionsLimitExceeded {
+        /// e.g. "policy 'p'".
+        what: String,
+        /// The limit.
+        limit: u64,
+    },
     /// A retried request whose id left the exactly-once table: whether its first
     /// attempt applied can no longer be told, so this attempt was not applied (503).
     #[error(

@@ -1,6 +1,7 @@
 //! `fleetcore-model`: what Fleetcore's replicated state *means* — the thing
 //! registry, device shadow documents (merge, delta, version), retained MQTT
-//! messages, and the exactly-once table of recent requests.
+//! messages, IoT policies and their attachments, and the exactly-once table of
+//! recent requests.
 //!
 //! Owns: [`Command`], [`State::apply`], every validation rule and limit ([`limits`]).
 //! Uses: serde, serde_json, thiserror, base64 (binary fields in JSON records). Nothing else.
@@ -9,7 +10,7 @@
 //! [`Command`], so every replica that applies the same log holds identical state.
 //!
 //! Start at [`State::apply`]: it hands each [`Command`] to its domain's module
-//! ([`registry`], [`shadow`], [`retained`], [`cluster`]), which owns that
+//! ([`registry`], [`shadow`], [`retained`], [`cluster`], [`policy`]), which owns that
 //! domain's commands, state and `apply`. [`shadow`] cites the AWS IoT behaviour
 //! it reproduces.
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod command;
 pub mod error;
 pub mod limits;
 pub mod names;
+pub mod policy;
 pub mod registry;
 pub mod request;
 pub mod retained;
@@ -30,6 +32,7 @@ pub mod state;
 pub use cluster::ClusterCommand;
 pub use command::{Applied, Command, Outcome};
 pub use error::Rejection;
+pub use policy::{Policy, PolicyCommand};
 pub use registry::{thing_group, thing_type};
 pub use registry::{AttributeUpdate, RegistryCommand, Thing, ThingQuery};
 pub use request::{RequestId, RequestTable};

@@ -8,6 +8,7 @@ use crate::cluster::ClusterRecords;
 use crate::command::{Command, Outcome};
 use crate::error::Rejection;
 use crate::limits;
+use crate::policy::{Policies, Policy};
 use crate::registry::{Registry, Thing};
 use crate::request::{OriginRecord, RequestId, RequestRecord, RequestTable, Seen};
 use crate::retained::{RetainedMessage, RetainedStore};
@@ -24,6 +25,7 @@ pub struct State {
     retained: RetainedStore,
     cluster: ClusterRecords,
     requests: RequestTable,
+    policies: Policies,
 }
 
 /// The keys a command wrote, so storage writes exactly those rows.
@@ -50,6 +52,8 @@ pub enum StateKey {
     Incarnation(u64),
     /// The quotas, once set.
     Quotas,
+    /// An IoT policy, by name.
+    Policy(String),
 }
 
 /// One stored record, as persisted and as carried in snapshots.
@@ -73,6 +77,8 @@ pub enum StateRecord {
     Incarnation(u64, u64),
     /// The quotas set for the cluster.
     Quotas(limits::Quotas),
+    /// An IoT policy with its versions and targets.
+    Policy(Policy),
 }
 
 impl StateRecord {
@@ -88,6 +94,7 @@ impl StateRecord {
             StateRecord::RequestOrigin(origin, _) => StateKey::RequestOrigin(*origin),
             StateRecord::Incarnation(node, _) => StateKey::Incarnation(*node),
             StateRecord::Quotas(_) => StateKey::Quotas,
+            StateRecord::Policy(p) => StateKey::Policy(p.name.clone()),
         }
     }
 }
@@ -137,6 +144,7 @@ impl State {
             Command::Shadow(c) => self.shadows.apply(c, &quotas, &mut changed),
             Command::Retained(c) => self.retained.apply(c, &quotas, &mut changed),
             Command::Cluster(c) => self.cluster.apply(c, &mut changed),
+            Command::Policy(c) => self.policies.apply(c, &mut changed),
             // Unwrapped in `apply_tracked`; one nested in another is refused there.
             Command::Request { id, .. } => Err(Rejection::invalid(format!(
                 "request {id} wraps another request"
@@ -166,6 +174,11 @@ impl State {
     /// Retained MQTT messages.
     pub fn retained(&self) -> &RetainedStore {
         &self.retained
+    }
+
+    /// IoT policies and where they are attached.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// The quotas in force.
@@ -228,6 +241,7 @@ impl State {
                 .get(node)
                 .map(|i| StateRecord::Incarnation(*node, *i)),
             StateKey::Quotas => self.cluster.quotas.map(StateRecord::Quotas),
+            StateKey::Policy(name) => self.policies.get(name).cloned().map(StateRecord::Policy),
         }
     }
 
@@ -253,11 +267,13 @@ impl State {
                 self.cluster.incarnations.insert(node, i);
             }
             StateRecord::Quotas(q) => self.cluster.quotas = Some(q),
+            StateRecord::Policy(p) => self.policies.insert(p),
         }
     }
 
     /// Every record, in key order (things, shadows, thing types, thing groups,
-    /// retained messages, remembered requests, request origins, incarnations, quotas).
+    /// retained messages, remembered requests, request origins, incarnations, quotas,
+    /// policies).
     pub fn records(&self) -> impl Iterator<Item = StateRecord> + '_ {
         let things = self
             .registry
@@ -307,10 +323,11 @@ impl State {
             .chain(origins)
             .chain(incarnations)
             .chain(self.cluster.quotas.map(StateRecord::Quotas))
+            .chain(self.policies.iter().cloned().map(StateRecord::Policy))
     }
 
     /// True when nothing is stored.
     pub fn is_empty(&self) -> bool {
-        self.registry.is_empty() && self.shadows.is_empty()
+        self.registry.is_empty() && self.shadows.is_empty() && self.policies.is_empty()
     }
 }

@@ -28,8 +28,11 @@ pub const CF_REQUESTS: &str = "requests";
 /// recorded it (`i` + node id, big-endian), and the quotas (`q`).
 pub const CF_NODES: &str = "nodes";
 
+/// IoT policies, key = policy name.
+pub const CF_POLICIES: &str = "policies";
+
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 10] = [
+pub const ALL_CFS: [&str; 11] = [
     CF_LOG,
     CF_RAFT_META,
     CF_SM_META,
@@ -40,10 +43,12 @@ pub const ALL_CFS: [&str; 10] = [
     CF_RETAINED,
     CF_REQUESTS,
     CF_NODES,
+    CF_POLICIES,
 ];
 
-/// The state column families (cleared and refilled by a snapshot install).
-pub const STATE_CFS: [&str; 7] = [
+/// The state column families (cleared and refilled by a snapshot install). A
+/// snapshot names a record's family by its index here: new ones go last.
+pub const STATE_CFS: [&str; 8] = [
     CF_THINGS,
     CF_SHADOWS,
     CF_THING_TYPES,
@@ -51,6 +56,7 @@ pub const STATE_CFS: [&str; 7] = [
     CF_RETAINED,
     CF_REQUESTS,
     CF_NODES,
+    CF_POLICIES,
 ];
 
 /// Keys in [`CF_RAFT_META`].
@@ -109,6 +115,7 @@ pub fn state_key(key: &fleetcore_model::StateKey) -> (&'static str, Vec<u8>) {
             (CF_NODES, bytes)
         }
         fleetcore_model::StateKey::Quotas => (CF_NODES, b"q".to_vec()),
+        fleetcore_model::StateKey::Policy(name) => (CF_POLICIES, name.as_bytes().to_vec()),
         fleetcore_model::StateKey::RequestOrigin(origin) => {
             let mut bytes = Vec::with_capacity(9);
             bytes.push(b'o');

@@ -220,3 +220,87 @@ def test_retained_messages_are_listed_and_read():
     data.publish(topic="boto/retained/3", qos=1, retain=True, payload=b"")
     with pytest.raises(data.exceptions.ResourceNotFoundException):
         data.get_retained_message(topic="boto/retained/3")
+
+
+def policy_document(actions, resource):
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}],
+        }
+    )
+
+
+def test_policy_versions_and_attachments():
+    doc1 = policy_document(["iot:Connect"], "arn:aws:iot:us-east-1:123456789012:client/${iot:ClientId}")
+    created = iot.create_policy(policyName="boto-policy", policyDocument=doc1)
+    assert created["policyName"] == "boto-policy"
+    assert created["policyArn"].endswith(":policy/boto-policy")
+    assert created["policyVersionId"] == "1"
+    assert created["policyDocument"] == doc1
+    with pytest.raises(iot.exceptions.ResourceAlreadyExistsException):
+        iot.create_policy(policyName="boto-policy", policyDocument=doc1)
+
+    got = iot.get_policy(policyName="boto-policy")
+    assert got["defaultVersionId"] == "1"
+    assert json.loads(got["policyDocument"]) == json.loads(doc1)
+
+    # Versions: a new default, then the limit of five.
+    doc2 = policy_document("iot:Publish", "arn:aws:iot:us-east-1:123456789012:topic/lamp/*")
+    v2 = iot.create_policy_version(policyName="boto-policy", policyDocument=doc2, setAsDefault=True)
+    assert v2["policyVersionId"] == "2" and v2["isDefaultVersion"] is True
+    assert iot.get_policy(policyName="boto-policy")["defaultVersionId"] == "2"
+    for _ in range(3):
+        iot.create_policy_version(policyName="boto-policy", policyDocument=doc1)
+    with pytest.raises(iot.exceptions.VersionsLimitExceededException):
+        iot.create_policy_version(policyName="boto-policy", policyDocument=doc1)
+    versions = iot.list_policy_versions(policyName="boto-policy")["policyVersions"]
+    assert sorted(v["versionId"] for v in versions) == ["1", "2", "3", "4", "5"]
+    assert [v["versionId"] for v in versions if v["isDefaultVersion"]] == ["2"]
+    v1 = iot.get_policy_version(policyName="boto-policy", policyVersionId="1")
+    assert v1["isDefaultVersion"] is False and json.loads(v1["policyDocument"]) == json.loads(doc1)
+    with pytest.raises(iot.exceptions.DeleteConflictException):
+        iot.delete_policy_version(policyName="boto-policy", policyVersionId="2")
+    iot.set_default_policy_version(policyName="boto-policy", policyVersionId="1")
+    assert iot.get_policy(policyName="boto-policy")["defaultVersionId"] == "1"
+
+    # Attachments, both ways.
+    cert = "arn:aws:iot:us-east-1:123456789012:cert/abc123"
+    iot.attach_policy(policyName="boto-policy", target=cert)
+    attached = iot.list_attached_policies(target=cert)["policies"]
+    assert [p["policyName"] for p in attached] == ["boto-policy"]
+    assert iot.list_targets_for_policy(policyName="boto-policy")["targets"] == [cert]
+    with pytest.raises(iot.exceptions.DeleteConflictException):
+        iot.delete_policy(policyName="boto-policy")
+    iot.detach_policy(policyName="boto-policy", target=cert)
+    assert iot.list_attached_policies(target=cert)["policies"] == []
+
+    # Down to the default version, then the policy can go.
+    for v in ["2", "3", "4", "5"]:
+        iot.delete_policy_version(policyName="boto-policy", policyVersionId=v)
+    iot.delete_policy(policyName="boto-policy")
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.get_policy(policyName="boto-policy")
+
+
+def test_malformed_policy_names_the_place():
+    bad = json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["iot:Connect", 7], "Resource": "*"}]}
+    )
+    with pytest.raises(iot.exceptions.MalformedPolicyException) as e:
+        iot.create_policy(policyName="bad-policy", policyDocument=bad)
+    assert "Statement[0].Action[1]" in str(e.value)
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.get_policy(policyName="bad-policy")
+
+
+def test_list_policies_pages_with_markers():
+    doc = policy_document("iot:Connect", "*")
+    for i in range(5):
+        iot.create_policy(policyName=f"page-{i}", policyDocument=doc)
+    names = []
+    for page in iot.get_paginator("list_policies").paginate(PaginationConfig={"PageSize": 2}):
+        names += [p["policyName"] for p in page["policies"] if p["policyName"].startswith("page-")]
+    assert names == [f"page-{i}" for i in range(5)]
+    for i in range(5):
+        iot.delete_policy(policyName=f"page-{i}")

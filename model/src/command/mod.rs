@@ -2,7 +2,7 @@
 //!
 //! A [`Command`] names its domain first; each domain's commands and their `apply`
 //! live in that domain's module ([`crate::registry`], [`crate::shadow`],
-//! [`crate::retained`], [`crate::cluster`]), so a new domain adds one variant
+//! [`crate::retained`], [`crate::cluster`], [`crate::policy`]), so a new domain adds one variant
 //! here and one module, not arms in a shared match. This is format 2 of the log;
 //! [`v1`] reads format 1.
 
@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::cluster::ClusterCommand;
 use crate::error::Rejection;
+use crate::policy::PolicyCommand;
 use crate::registry::{RegistryCommand, Thing};
 use crate::request::RequestId;
 use crate::retained::RetainedCommand;
@@ -44,6 +45,8 @@ pub enum Command {
         /// The write itself (never another `Request`).
         command: Box<Command>,
     },
+    /// IoT policies and their attachments.
+    Policy(PolicyCommand),
 }
 
 impl Command {
@@ -55,6 +58,7 @@ impl Command {
             Command::Retained(c) => c.kind(),
             Command::Cluster(c) => c.kind(),
             Command::Request { command, .. } => command.kind(),
+            Command::Policy(c) => c.kind(),
         }
     }
 }
@@ -77,6 +81,12 @@ impl From<RetainedCommand> for Command {
     }
 }
 
+impl From<PolicyCommand> for Command {
+    fn from(c: PolicyCommand) -> Self {
+        Command::Policy(c)
+    }
+}
+
 impl From<ClusterCommand> for Command {
     fn from(c: ClusterCommand) -> Self {
         Command::Cluster(c)
@@ -91,6 +101,7 @@ impl std::fmt::Display for Command {
             Command::Retained(c) => c.fmt(f),
             Command::Cluster(c) => c.fmt(f),
             Command::Request { id, command } => write!(f, "{command} (request {id})"),
+            Command::Policy(c) => c.fmt(f),
         }
     }
 }
@@ -117,6 +128,15 @@ pub enum Applied {
     ShadowUpdated(ShadowUpdated),
     /// An accepted shadow delete: the `/delete/accepted` body.
     ShadowDeleted(Value),
+    /// A policy version made by CreatePolicy or CreatePolicyVersion.
+    PolicyVersion {
+        /// The policy.
+        name: String,
+        /// The new version's id.
+        version: u64,
+        /// Whether it is now the default version.
+        is_default: bool,
+    },
 }
 
 /// The replicated result of one command: every replica computes the same one.

@@ -3,6 +3,7 @@
 
 mod cluster;
 pub use cluster::AddMember as AddMemberBody;
+mod policies;
 mod publish;
 mod quotas;
 mod retained;
@@ -78,6 +79,35 @@ pub fn router<C: Connector>(service: Service<C>) -> Router {
         .route(
             "/things/{thing_name}/thing-groups",
             get(thing_groups::groups_for_thing::<C>),
+        )
+        .route("/policies", get(policies::list::<C>))
+        .route(
+            "/policies/{policy_name}",
+            post(policies::create::<C>)
+                .get(policies::get::<C>)
+                .delete(policies::delete::<C>),
+        )
+        .route(
+            "/policies/{policy_name}/version",
+            post(policies::create_version::<C>).get(policies::list_versions::<C>),
+        )
+        .route(
+            "/policies/{policy_name}/version/{version_id}",
+            get(policies::get_version::<C>)
+                .delete(policies::delete_version::<C>)
+                .patch(policies::set_default_version::<C>),
+        )
+        .route(
+            "/target-policies/{policy_name}",
+            put(policies::attach::<C>).post(policies::detach::<C>),
+        )
+        .route(
+            "/attached-policies/{target}",
+            post(policies::list_attached::<C>),
+        )
+        .route(
+            "/policy-targets/{policy_name}",
+            post(policies::list_targets::<C>),
         )
         .route("/cluster/status", get(cluster::status::<C>))
         .route("/cluster/members", post(cluster::add_member::<C>))

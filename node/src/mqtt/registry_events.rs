@@ -55,7 +55,7 @@ impl RegistryChange {
         match command {
             C::Registry(c) => Some(Self::of_registry(c, state)),
             C::Request { command, .. } => Self::of(command, state),
-            C::Shadow(_) | C::Retained(_) | C::Cluster(_) => None,
+            C::Shadow(_) | C::Retained(_) | C::Cluster(_) | C::Policy(_) => None,
         }
     }
 

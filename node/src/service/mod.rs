@@ -14,6 +14,7 @@ use crate::mqtt::registry_events::{self as events, RegistryChange};
 use crate::mqtt::Broker;
 
 pub mod cluster;
+pub mod policy;
 pub mod registry;
 pub mod retained;
 pub mod shadow;
@@ -39,6 +40,10 @@ pub enum ServiceError {
     /// A bound on work in flight is full; nothing was done.
     #[error("{0}")]
     Throttled(String),
+    /// A policy document that is not valid policy language (the message names
+    /// the place, e.g. `Statement[1].Action[0]`).
+    #[error("{0}")]
+    MalformedPolicy(String),
     /// An outcome that does not fit the request: a bug, logged where it is made.
     #[error("unexpected outcome of {0}")]
     Unexpected(&'static str),
@@ -52,7 +57,10 @@ impl ServiceError {
             ServiceError::Rejected(r) => match r {
                 Rejection::Invalid(_) => 400,
                 Rejection::NotFound { .. } => 404,
-                Rejection::AlreadyExists { .. } | Rejection::VersionConflict { .. } => 409,
+                Rejection::AlreadyExists { .. }
+                | Rejection::VersionConflict { .. }
+                | Rejection::DeleteConflict(_)
+                | Rejection::VersionsLimitExceeded { .. } => 409,
                 Rejection::TooLarge { .. } => 413,
                 Rejection::LimitExceeded { .. } => 410,
                 Rejection::RequestExpired { .. } => 503,
@@ -68,6 +76,7 @@ impl ServiceError {
             ServiceError::Invalid(_) => 400,
             ServiceError::NotFound(_) => 404,
             ServiceError::Throttled(_) => 429,
+            ServiceError::MalformedPolicy(_) => 400,
             ServiceError::Unexpected(_) => 500,
         }
     }
@@ -80,6 +89,8 @@ impl ServiceError {
                 Rejection::NotFound { .. } => "ResourceNotFoundException",
                 Rejection::AlreadyExists { .. } => "ResourceAlreadyExistsException",
                 Rejection::VersionConflict { .. } => "VersionConflictException",
+                Rejection::DeleteConflict(_) => "DeleteConflictException",
+                Rejection::VersionsLimitExceeded { .. } => "VersionsLimitExceededException",
                 Rejection::TooLarge { .. } => "RequestEntityTooLargeException",
                 Rejection::LimitExceeded { .. } => "LimitExceededException",
                 Rejection::RequestExpired { .. } => "ServiceUnavailableException",
@@ -92,6 +103,7 @@ impl ServiceError {
             ServiceError::Invalid(_) => "InvalidRequestException",
             ServiceError::NotFound(_) => "ResourceNotFoundException",
             ServiceError::Throttled(_) => "ThrottlingException",
+            ServiceError::MalformedPolicy(_) => "MalformedPolicyException",
             ServiceError::Unexpected(_) => "InternalFailureException",
         }
     }
