@@ -304,3 +304,67 @@ def test_list_policies_pages_with_markers():
     assert names == [f"page-{i}" for i in range(5)]
     for i in range(5):
         iot.delete_policy(policyName=f"page-{i}")
+
+
+def test_test_authorization_and_effective_policies():
+    arn = "arn:aws:iot:us-east-1:123456789012"
+    allow = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}:client/${{iot:ClientId}}"},
+                {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"], "Resource": f"{arn}:topic/lamp/*"},
+            ],
+        }
+    )
+    deny = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Deny", "Action": "iot:Publish", "Resource": f"{arn}:topic/lamp/admin"}],
+        }
+    )
+    iot.create_policy(policyName="auth-allow", policyDocument=allow)
+    iot.create_policy(policyName="auth-deny", policyDocument=deny)
+    cert = f"{arn}:cert/auth-cert"
+    iot.attach_policy(policyName="auth-allow", target=cert)
+    iot.attach_policy(policyName="auth-deny", target=cert)
+    # A group's policies reach its things, and its subgroups' things.
+    iot.create_thing_group(thingGroupName="auth-parent")
+    iot.create_thing_group(thingGroupName="auth-child", parentGroupName="auth-parent")
+    iot.create_thing(thingName="auth-thing")
+    iot.add_thing_to_thing_group(thingGroupName="auth-child", thingName="auth-thing")
+    parent_arn = iot.describe_thing_group(thingGroupName="auth-parent")["thingGroupArn"]
+    iot.attach_policy(policyName="auth-allow", target=parent_arn)
+
+    effective = iot.get_effective_policies(principal=cert)["effectivePolicies"]
+    assert sorted(p["policyName"] for p in effective) == ["auth-allow", "auth-deny"]
+    via_thing = iot.get_effective_policies(thingName="auth-thing")["effectivePolicies"]
+    assert [p["policyName"] for p in via_thing] == ["auth-allow"]
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.get_effective_policies(thingName="no-such-thing")
+
+    def decide(action, resource, client="lamp-1", **extra):
+        results = iot.test_authorization(
+            principal=cert,
+            clientId=client,
+            authInfos=[{"actionType": action, "resources": [resource]}],
+            **extra,
+        )["authResults"]
+        assert len(results) == 1
+        return results[0]
+
+    assert decide("CONNECT", f"{arn}:client/lamp-1")["authDecision"] == "ALLOWED"
+    # The client id variable binds the connection to its own id.
+    assert decide("CONNECT", f"{arn}:client/lamp-2")["authDecision"] == "IMPLICIT_DENY"
+    publish = decide("PUBLISH", f"{arn}:topic/lamp/state")
+    assert publish["authDecision"] == "ALLOWED"
+    assert [p["policyName"] for p in publish["allowed"]["policies"]] == ["auth-allow"]
+    admin = decide("PUBLISH", f"{arn}:topic/lamp/admin")
+    assert admin["authDecision"] == "EXPLICIT_DENY"
+    assert [p["policyName"] for p in admin["denied"]["explicitDeny"]["policies"]] == ["auth-deny"]
+    assert decide("SUBSCRIBE", f"{arn}:topicfilter/lamp/#")["authDecision"] == "IMPLICIT_DENY"
+    # Skipping the deny policy allows what it denied.
+    skipped = decide("PUBLISH", f"{arn}:topic/lamp/admin", policyNamesToSkip=["auth-deny"])
+    assert skipped["authDecision"] == "ALLOWED"
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.test_authorization(principal=cert, authInfos=[{"actionType": "FLY", "resources": ["*"]}])

@@ -109,6 +109,11 @@ pub fn router<C: Connector>(service: Service<C>) -> Router {
             "/policy-targets/{policy_name}",
             post(policies::list_targets::<C>),
         )
+        .route("/effective-policies", post(policies::effective::<C>))
+        .route(
+            "/test-authorization",
+            post(policies::test_authorization::<C>),
+        )
         .route("/cluster/status", get(cluster::status::<C>))
         .route("/cluster/members", post(cluster::add_member::<C>))
         .route("/cluster/init", post(cluster::init::<C>))

@@ -1,7 +1,8 @@
 //! IoT policies: CreatePolicy, GetPolicy, ListPolicies, DeletePolicy,
 //! CreatePolicyVersion, GetPolicyVersion, ListPolicyVersions,
 //! DeletePolicyVersion, SetDefaultPolicyVersion, AttachPolicy, DetachPolicy,
-//! ListAttachedPolicies, ListTargetsForPolicy (AWS's paths and shapes).
+//! ListAttachedPolicies, ListTargetsForPolicy, GetEffectivePolicies and
+//! TestAuthorization (AWS's paths and shapes).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -273,4 +274,138 @@ pub(crate) async fn list_targets<C: Connector>(
         .list_targets_for_policy(&name, q.marker.as_deref(), limit)
         .await?;
     Ok(Json(with_next_marker(json!({ "targets": targets }), next)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PrincipalBody {
+    principal: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ThingQuery {
+    thing_name: Option<String>,
+}
+
+pub(crate) async fn effective<C: Connector>(
+    State(service): State<Service<C>>,
+    AwsQuery(q): AwsQuery<ThingQuery>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: PrincipalBody = json_body(&body)?;
+    let policies = service
+        .effective_policies(request.principal.as_deref(), q.thing_name.as_deref())
+        .await?;
+    let effective: Vec<Value> = policies
+        .iter()
+        .map(|p| {
+            json!({
+                "policyName": p.name,
+                "policyArn": service.policy_arn(&p.name),
+                "policyDocument": p.default_document().unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "effectivePolicies": effective })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthInfo {
+    action_type: Option<String>,
+    #[serde(default)]
+    resources: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TestAuthorizationBody {
+    principal: Option<String>,
+    #[serde(default)]
+    auth_infos: Vec<AuthInfo>,
+    #[serde(default)]
+    policy_names_to_add: Vec<String>,
+    #[serde(default)]
+    policy_names_to_skip: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ClientQuery {
+    client_id: Option<String>,
+}
+
+/// AWS's `ActionType` names.
+fn action(name: Option<&str>) -> Result<fleetcore_policy::Action, ApiError> {
+    use fleetcore_policy::Action;
+    match name {
+        Some("PUBLISH") => Ok(Action::Publish),
+        Some("SUBSCRIBE") => Ok(Action::Subscribe),
+        Some("RECEIVE") => Ok(Action::Receive),
+        Some("CONNECT") => Ok(Action::Connect),
+        Some(other) => Err(ApiError::invalid(format!(
+            "actionType '{other}' is not one of PUBLISH, SUBSCRIBE, RECEIVE, CONNECT"
+        ))),
+        None => Err(ApiError::invalid("actionType is required")),
+    }
+}
+
+pub(crate) async fn test_authorization<C: Connector>(
+    State(service): State<Service<C>>,
+    AwsQuery(q): AwsQuery<ClientQuery>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    use crate::service::policy::AuthCheck;
+    let request: TestAuthorizationBody = json_body(&body)?;
+    if request.auth_infos.is_empty() {
+        return Err(ApiError::invalid("authInfos must name at least one action"));
+    }
+    let checks = request
+        .auth_infos
+        .iter()
+        .map(|info| {
+            Ok(AuthCheck {
+                action: action(info.action_type.as_deref())?,
+                resources: info.resources.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let verdicts = service
+        .test_authorization(
+            request.principal.as_deref(),
+            q.client_id.as_deref(),
+            &checks,
+            &request.policy_names_to_add,
+            &request.policy_names_to_skip,
+        )
+        .await?;
+    let named = |names: &[String]| -> Value {
+        json!({ "policies": names.iter().map(|n| json!({
+            "policyName": n,
+            "policyArn": service.policy_arn(n),
+        })).collect::<Vec<_>>() })
+    };
+    let results: Vec<Value> = request
+        .auth_infos
+        .iter()
+        .zip(&verdicts)
+        .map(|(info, v)| {
+            json!({
+                "authInfo": { "actionType": info.action_type, "resources": info.resources },
+                "allowed": named(&v.allowed),
+                "denied": {
+                    "implicitDeny": named(&v.implicit_deny),
+                    "explicitDeny": named(&v.explicit_deny),
+                },
+                "authDecision": match v.decision {
+                    fleetcore_policy::Decision::Allow => "ALLOWED",
+                    fleetcore_policy::Decision::ExplicitDeny => "EXPLICIT_DENY",
+                    fleetcore_policy::Decision::ImplicitDeny => "IMPLICIT_DENY",
+                },
+                "missingContextValues": [],
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "authResults": results })))
 }
