@@ -1,6 +1,6 @@
 //! `fleetcore-model`: what Fleetcore's replicated state *means* — the thing
 //! registry, device shadow documents (merge, delta, version), retained MQTT
-//! messages, IoT policies and their attachments, and the exactly-once table of
+//! messages, IoT policies and certificates with their attachments, and the exactly-once table of
 //! recent requests.
 //!
 //! Owns: [`Command`], [`State::apply`], every validation rule and limit ([`limits`]).
@@ -10,13 +10,14 @@
 //! [`Command`], so every replica that applies the same log holds identical state.
 //!
 //! Start at [`State::apply`]: it hands each [`Command`] to its domain's module
-//! ([`registry`], [`shadow`], [`retained`], [`cluster`], [`policy`]), which owns that
+//! ([`registry`], [`shadow`], [`retained`], [`cluster`], [`policy`], [`certificate`]), which owns that
 //! domain's commands, state and `apply`. [`shadow`] cites the AWS IoT behaviour
 //! it reproduces.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod bytes_field;
+pub mod certificate;
 pub mod cluster;
 pub mod command;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod retained;
 pub mod shadow;
 pub mod state;
 
+pub use certificate::{Certificate, CertificateCommand, CertificateStatus};
 pub use cluster::ClusterCommand;
 pub use command::{Applied, Command, Outcome};
 pub use error::Rejection;

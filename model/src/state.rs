@@ -4,12 +4,13 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::certificate::{Certificate, CertificateCommand, Certificates};
 use crate::cluster::ClusterRecords;
 use crate::command::{Command, Outcome};
 use crate::error::Rejection;
 use crate::limits;
 use crate::policy::{Policies, Policy};
-use crate::registry::{Registry, Thing};
+use crate::registry::{Registry, RegistryCommand, Thing};
 use crate::request::{OriginRecord, RequestId, RequestRecord, RequestTable, Seen};
 use crate::retained::{RetainedMessage, RetainedStore};
 use crate::shadow::{ShadowKey, ShadowRecord, Shadows};
@@ -26,6 +27,7 @@ pub struct State {
     cluster: ClusterRecords,
     requests: RequestTable,
     policies: Policies,
+    certificates: Certificates,
 }
 
 /// The keys a command wrote, so storage writes exactly those rows.
@@ -54,6 +56,8 @@ pub enum StateKey {
     Quotas,
     /// An IoT policy, by name.
     Policy(String),
+    /// A certificate, by id.
+    Certificate(String),
 }
 
 /// One stored record, as persisted and as carried in snapshots.
@@ -79,6 +83,8 @@ pub enum StateRecord {
     Quotas(limits::Quotas),
     /// An IoT policy with its versions and targets.
     Policy(Policy),
+    /// A certificate and the things attached to it.
+    Certificate(Certificate),
 }
 
 impl StateRecord {
@@ -95,6 +101,7 @@ impl StateRecord {
             StateRecord::Incarnation(node, _) => StateKey::Incarnation(*node),
             StateRecord::Quotas(_) => StateKey::Quotas,
             StateRecord::Policy(p) => StateKey::Policy(p.name.clone()),
+            StateRecord::Certificate(c) => StateKey::Certificate(c.id.clone()),
         }
     }
 }
@@ -140,11 +147,19 @@ impl State {
         let mut changed = Changes::new();
         let quotas = self.quotas();
         let outcome = match command {
+            Command::Registry(RegistryCommand::DeleteThing { name, .. })
+                if self.certificates.of_thing(name).next().is_some() =>
+            {
+                Err(Rejection::invalid(format!(
+                    "thing '{name}' has principals attached; detach them first"
+                )))
+            }
             Command::Registry(c) => self.registry.apply(c, &quotas, &mut changed),
             Command::Shadow(c) => self.shadows.apply(c, &quotas, &mut changed),
             Command::Retained(c) => self.retained.apply(c, &quotas, &mut changed),
             Command::Cluster(c) => self.cluster.apply(c, &mut changed),
             Command::Policy(c) => self.policies.apply(c, &mut changed),
+            Command::Certificate(c) => self.apply_certificate(c, &mut changed),
             // Unwrapped in `apply_tracked`; one nested in another is refused there.
             Command::Request { id, .. } => Err(Rejection::invalid(format!(
                 "request {id} wraps another request"
@@ -154,6 +169,42 @@ impl State {
             changed.clear();
         }
         (outcome, changed)
+    }
+
+    /// Certificate commands touch the registry (a thing attached must exist)
+    /// and the policies (attached to a certificate's ARN), so the state, which
+    /// owns all three, checks those rules around the certificates' own apply.
+    fn apply_certificate(
+        &mut self,
+        command: &CertificateCommand,
+        changed: &mut Changes,
+    ) -> Outcome {
+        let mut detach = Vec::new();
+        if let CertificateCommand::Delete { id, arn, force } = command {
+            let attached: Vec<String> =
+                self.policies.attached_to(arn).map(str::to_string).collect();
+            if !attached.is_empty() && !force {
+                return Err(Rejection::DeleteConflict(format!(
+                    "certificate '{id}' has {} policies attached; detach them or force the delete",
+                    attached.len()
+                )));
+            }
+            detach = attached
+                .into_iter()
+                .map(|name| (name, arn.clone()))
+                .collect();
+        }
+        let registry = &self.registry;
+        let outcome =
+            self.certificates
+                .apply(command, |thing| registry.thing(thing).is_some(), changed)?;
+        for (name, target) in detach {
+            self.policies.apply(
+                &crate::policy::PolicyCommand::Detach { name, target },
+                changed,
+            )?;
+        }
+        Ok(outcome)
     }
 
     /// The exactly-once table.
@@ -179,6 +230,11 @@ impl State {
     /// IoT policies and where they are attached.
     pub fn policies(&self) -> &Policies {
         &self.policies
+    }
+
+    /// Registered certificates and the things attached to them.
+    pub fn certificates(&self) -> &Certificates {
+        &self.certificates
     }
 
     /// The quotas in force.
@@ -242,6 +298,11 @@ impl State {
                 .map(|i| StateRecord::Incarnation(*node, *i)),
             StateKey::Quotas => self.cluster.quotas.map(StateRecord::Quotas),
             StateKey::Policy(name) => self.policies.get(name).cloned().map(StateRecord::Policy),
+            StateKey::Certificate(id) => self
+                .certificates
+                .get(id)
+                .cloned()
+                .map(StateRecord::Certificate),
         }
     }
 
@@ -268,12 +329,13 @@ impl State {
             }
             StateRecord::Quotas(q) => self.cluster.quotas = Some(q),
             StateRecord::Policy(p) => self.policies.insert(p),
+            StateRecord::Certificate(c) => self.certificates.insert(c),
         }
     }
 
     /// Every record, in key order (things, shadows, thing types, thing groups,
     /// retained messages, remembered requests, request origins, incarnations, quotas,
-    /// policies).
+    /// policies, certificates).
     pub fn records(&self) -> impl Iterator<Item = StateRecord> + '_ {
         let things = self
             .registry
@@ -324,10 +386,19 @@ impl State {
             .chain(incarnations)
             .chain(self.cluster.quotas.map(StateRecord::Quotas))
             .chain(self.policies.iter().cloned().map(StateRecord::Policy))
+            .chain(
+                self.certificates
+                    .iter()
+                    .cloned()
+                    .map(StateRecord::Certificate),
+            )
     }
 
     /// True when nothing is stored.
     pub fn is_empty(&self) -> bool {
-        self.registry.is_empty() && self.shadows.is_empty() && self.policies.is_empty()
+        self.registry.is_empty()
+            && self.shadows.is_empty()
+            && self.policies.is_empty()
+            && self.certificates.is_empty()
     }
 }

@@ -31,8 +31,11 @@ pub const CF_NODES: &str = "nodes";
 /// IoT policies, key = policy name.
 pub const CF_POLICIES: &str = "policies";
 
+/// Certificates, key = certificate id.
+pub const CF_CERTIFICATES: &str = "certificates";
+
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 11] = [
+pub const ALL_CFS: [&str; 12] = [
     CF_LOG,
     CF_RAFT_META,
     CF_SM_META,
@@ -44,11 +47,12 @@ pub const ALL_CFS: [&str; 11] = [
     CF_REQUESTS,
     CF_NODES,
     CF_POLICIES,
+    CF_CERTIFICATES,
 ];
 
 /// The state column families (cleared and refilled by a snapshot install). A
 /// snapshot names a record's family by its index here: new ones go last.
-pub const STATE_CFS: [&str; 8] = [
+pub const STATE_CFS: [&str; 9] = [
     CF_THINGS,
     CF_SHADOWS,
     CF_THING_TYPES,
@@ -57,6 +61,7 @@ pub const STATE_CFS: [&str; 8] = [
     CF_REQUESTS,
     CF_NODES,
     CF_POLICIES,
+    CF_CERTIFICATES,
 ];
 
 /// Keys in [`CF_RAFT_META`].
@@ -116,6 +121,7 @@ pub fn state_key(key: &fleetcore_model::StateKey) -> (&'static str, Vec<u8>) {
         }
         fleetcore_model::StateKey::Quotas => (CF_NODES, b"q".to_vec()),
         fleetcore_model::StateKey::Policy(name) => (CF_POLICIES, name.as_bytes().to_vec()),
+        fleetcore_model::StateKey::Certificate(id) => (CF_CERTIFICATES, id.as_bytes().to_vec()),
         fleetcore_model::StateKey::RequestOrigin(origin) => {
             let mut bytes = Vec::with_capacity(9);
             bytes.push(b'o');

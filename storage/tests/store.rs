@@ -364,7 +364,7 @@ async fn an_interrupted_install_is_redone_at_open() {
     );
 }
 
-/// What: policies, their versions and attachments are stored rows like any other
+/// What: policies (their versions and attachments) and certificates are stored rows like any other
 /// state: they survive a reopen (with the target index rebuilt from the rows)
 /// and travel in a snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,6 +413,17 @@ async fn policies_survive_reopen_and_snapshots() {
                     name: "gone".into(),
                 }),
             ),
+            entry(
+                6,
+                Command::Certificate(fleetcore_model::CertificateCommand::Register {
+                    id: "ab".repeat(32),
+                    pem: "PEM".into(),
+                    status: fleetcore_model::CertificateStatus::Active,
+                    not_before_ms: 1,
+                    not_after_ms: 2,
+                    at_ms: 3,
+                }),
+            ),
         ];
         sm.apply(stream::iter(entries)).await.unwrap();
         sm.shared().digest()
@@ -426,6 +437,14 @@ async fn policies_survive_reopen_and_snapshots() {
         assert_eq!(p.default_version, 2);
         assert_eq!(p.default_document(), Some("{\"v\":2}"));
         assert!(guard.state.policies().get("gone").is_none());
+        assert_eq!(
+            guard
+                .state
+                .certificates()
+                .get(&"ab".repeat(32))
+                .map(|c| c.not_after_ms),
+            Some(2)
+        );
         assert_eq!(
             guard
                 .state

@@ -368,3 +368,56 @@ def test_test_authorization_and_effective_policies():
     assert skipped["authDecision"] == "ALLOWED"
     with pytest.raises(iot.exceptions.InvalidRequestException):
         iot.test_authorization(principal=cert, authInfos=[{"actionType": "FLY", "resources": ["*"]}])
+
+
+def test_certificates_and_thing_principals():
+    made = iot.create_keys_and_certificate(setAsActive=True)
+    cert_id = made["certificateId"]
+    arn = made["certificateArn"]
+    assert len(cert_id) == 64 and arn.endswith(f":cert/{cert_id}")
+    assert made["certificatePem"].startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE KEY" in made["keyPair"]["PrivateKey"]
+    described = iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
+    assert described["status"] == "ACTIVE"
+    assert described["certificatePem"] == made["certificatePem"]
+    assert described["validity"]["notAfter"].year == 2049
+    assert cert_id in [c["certificateId"] for c in iot.list_certificates()["certificates"]]
+    with pytest.raises(iot.exceptions.ResourceAlreadyExistsException):
+        iot.register_certificate_without_ca(certificatePem=made["certificatePem"])
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.register_certificate_without_ca(certificatePem="not a certificate")
+
+    # Principals: both directions; a thing with one cannot be deleted.
+    iot.create_thing(thingName="cert-thing")
+    iot.attach_thing_principal(thingName="cert-thing", principal=arn)
+    assert iot.list_thing_principals(thingName="cert-thing")["principals"] == [arn]
+    assert iot.list_principal_things(principal=arn)["things"] == ["cert-thing"]
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.delete_thing(thingName="cert-thing")
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.attach_thing_principal(thingName="no-such-thing", principal=arn)
+
+    # Deletion: not while active, not while attached to a thing or (unforced) a policy.
+    iot.create_policy(policyName="cert-policy", policyDocument=policy_document("iot:Connect", "*"))
+    iot.attach_policy(policyName="cert-policy", target=arn)
+    with pytest.raises(iot.exceptions.DeleteConflictException):
+        iot.delete_certificate(certificateId=cert_id)
+    iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
+    with pytest.raises(iot.exceptions.DeleteConflictException):
+        iot.delete_certificate(certificateId=cert_id)
+    iot.detach_thing_principal(thingName="cert-thing", principal=arn)
+    iot.delete_thing(thingName="cert-thing")
+    with pytest.raises(iot.exceptions.DeleteConflictException):
+        iot.delete_certificate(certificateId=cert_id)
+    iot.delete_certificate(certificateId=cert_id, forceDelete=True)
+    assert iot.list_attached_policies(target=arn)["policies"] == []
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.describe_certificate(certificateId=cert_id)
+    iot.delete_policy(policyName="cert-policy")
+
+    # A revoked certificate stays revoked.
+    other = iot.create_keys_and_certificate(setAsActive=False)
+    assert iot.describe_certificate(certificateId=other["certificateId"])["certificateDescription"]["status"] == "INACTIVE"
+    iot.update_certificate(certificateId=other["certificateId"], newStatus="REVOKED")
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.update_certificate(certificateId=other["certificateId"], newStatus="ACTIVE")

@@ -2,7 +2,8 @@
 //!
 //! A [`Command`] names its domain first; each domain's commands and their `apply`
 //! live in that domain's module ([`crate::registry`], [`crate::shadow`],
-//! [`crate::retained`], [`crate::cluster`], [`crate::policy`]), so a new domain adds one variant
+//! [`crate::retained`], [`crate::cluster`], [`crate::policy`],
+//! [`crate::certificate`]), so a new domain adds one variant
 //! here and one module, not arms in a shared match. This is format 2 of the log;
 //! [`v1`] reads format 1.
 
@@ -11,6 +12,7 @@ pub mod v1;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::certificate::{Certificate, CertificateCommand};
 use crate::cluster::ClusterCommand;
 use crate::error::Rejection;
 use crate::policy::PolicyCommand;
@@ -47,6 +49,8 @@ pub enum Command {
     },
     /// IoT policies and their attachments.
     Policy(PolicyCommand),
+    /// Certificates and the things attached to them.
+    Certificate(CertificateCommand),
 }
 
 impl Command {
@@ -59,6 +63,7 @@ impl Command {
             Command::Cluster(c) => c.kind(),
             Command::Request { command, .. } => command.kind(),
             Command::Policy(c) => c.kind(),
+            Command::Certificate(c) => c.kind(),
         }
     }
 }
@@ -87,6 +92,12 @@ impl From<PolicyCommand> for Command {
     }
 }
 
+impl From<CertificateCommand> for Command {
+    fn from(c: CertificateCommand) -> Self {
+        Command::Certificate(c)
+    }
+}
+
 impl From<ClusterCommand> for Command {
     fn from(c: ClusterCommand) -> Self {
         Command::Cluster(c)
@@ -102,6 +113,7 @@ impl std::fmt::Display for Command {
             Command::Cluster(c) => c.fmt(f),
             Command::Request { id, command } => write!(f, "{command} (request {id})"),
             Command::Policy(c) => c.fmt(f),
+            Command::Certificate(c) => c.fmt(f),
         }
     }
 }
@@ -137,6 +149,8 @@ pub enum Applied {
         /// Whether it is now the default version.
         is_default: bool,
     },
+    /// A certificate as registered.
+    Certificate(Box<Certificate>),
 }
 
 /// The replicated result of one command: every replica computes the same one.

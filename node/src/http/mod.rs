@@ -1,6 +1,7 @@
 //! The HTTP API on every node, with AWS IoT's REST paths (botocore's `iot` and
 //! `iot-data` service models): any node answers any request.
 
+mod certificates;
 mod cluster;
 pub use cluster::AddMember as AddMemberBody;
 mod policies;
@@ -108,6 +109,31 @@ pub fn router<C: Connector>(service: Service<C>) -> Router {
         .route(
             "/policy-targets/{policy_name}",
             post(policies::list_targets::<C>),
+        )
+        .route(
+            "/keys-and-certificate",
+            post(certificates::create_keys::<C>),
+        )
+        .route(
+            "/certificate/register-no-ca",
+            post(certificates::register_without_ca::<C>),
+        )
+        .route("/certificates", get(certificates::list::<C>))
+        .route(
+            "/certificates/{certificate_id}",
+            get(certificates::describe::<C>)
+                .put(certificates::update::<C>)
+                .delete(certificates::delete::<C>),
+        )
+        .route(
+            "/things/{thing_name}/principals",
+            put(certificates::attach_principal::<C>)
+                .delete(certificates::detach_principal::<C>)
+                .get(certificates::list_thing_principals::<C>),
+        )
+        .route(
+            "/principals/things",
+            get(certificates::list_principal_things::<C>),
         )
         .route("/effective-policies", post(policies::effective::<C>))
         .route(

@@ -55,7 +55,9 @@ impl RegistryChange {
         match command {
             C::Registry(c) => Some(Self::of_registry(c, state)),
             C::Request { command, .. } => Self::of(command, state),
-            C::Shadow(_) | C::Retained(_) | C::Cluster(_) | C::Policy(_) => None,
+            C::Shadow(_) | C::Retained(_) | C::Cluster(_) | C::Policy(_) | C::Certificate(_) => {
+                None
+            }
         }
     }
 

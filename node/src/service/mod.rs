@@ -13,6 +13,7 @@ use crate::entropy::SharedEntropy;
 use crate::mqtt::registry_events::{self as events, RegistryChange};
 use crate::mqtt::Broker;
 
+pub mod certificate;
 pub mod cluster;
 pub mod policy;
 pub mod registry;
