@@ -6,10 +6,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use sha2::{Digest, Sha256};
 
 /// How the TLS listener treats client certificates. Config spells it `none`,
@@ -70,8 +76,9 @@ pub enum TlsError {
     /// The certificate file holds no certificate.
     #[error("no certificate in {}", .0.display())]
     NoCertificate(std::path::PathBuf),
-    /// Client certificates are asked for but no CA is configured.
-    #[error("client certificates need a client CA file (mqtt_tls_client_ca)")]
+    /// Client certificates are asked for but neither a CA nor a registry of
+    /// certificates can vouch for them.
+    #[error("client certificates need a client CA file (mqtt_tls_client_ca) or the certificate registry")]
     NoClientCa,
     /// A client CA certificate is not usable as a trust anchor.
     #[error("bad client CA certificate: {0}")]
@@ -85,11 +92,126 @@ pub enum TlsError {
 }
 
 /// Builds the rustls server config from PEM files.
+/// Why the registry refuses a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Registered, and INACTIVE.
+    #[error("the certificate is INACTIVE")]
+    Inactive,
+    /// Registered, and REVOKED.
+    #[error("the certificate is REVOKED")]
+    Revoked,
+    /// Past its validity.
+    #[error("the certificate has expired")]
+    Expired,
+    /// Before its validity.
+    #[error("the certificate is not valid yet")]
+    NotYetValid,
+}
+
+/// The node's registry of client certificates (replicated state), as the TLS
+/// listener asks it during the handshake.
+pub trait CertificateRegistry: Send + Sync + std::fmt::Debug + 'static {
+    /// `None` when no certificate with this id (SHA-256 of the DER, hex) is
+    /// registered; else whether it may connect at `now_ms`.
+    fn check(&self, certificate_id: &str, now_ms: u64) -> Option<Result<(), Refusal>>;
+}
+
+/// Client certificates as the registry and, for certificates it does not know,
+/// the configured CA judge them. A registered certificate needs no CA (it is
+/// trusted because it is registered, as AWS trusts one registered without a
+/// CA); the registry's "no" (inactive, revoked, expired) wins over the CA's
+/// "yes". The handshake signature is checked against the certificate's key as
+/// usual.
+#[derive(Debug)]
+struct RegistryVerifier {
+    registry: Arc<dyn CertificateRegistry>,
+    fallback: Option<Arc<dyn ClientCertVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
+    mandatory: bool,
+}
+
+impl ClientCertVerifier for RegistryVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.fallback
+            .as_ref()
+            .map_or(&[], |f| f.root_hint_subjects())
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let id = certificate_id(end_entity.as_ref());
+        match self.registry.check(&id, now.as_secs().saturating_mul(1000)) {
+            Some(Ok(())) => Ok(ClientCertVerified::assertion()),
+            Some(Err(refusal)) => {
+                tracing::info!(certificate = %id, reason = %refusal, "client certificate refused");
+                Err(rustls::Error::InvalidCertificate(match refusal {
+                    Refusal::Revoked => CertificateError::Revoked,
+                    Refusal::Expired => CertificateError::Expired,
+                    Refusal::NotYetValid => CertificateError::NotValidYet,
+                    Refusal::Inactive => CertificateError::ApplicationVerificationFailure,
+                }))
+            }
+            None => match &self.fallback {
+                Some(ca) => ca
+                    .verify_client_cert(end_entity, intermediates, now)
+                    .inspect_err(|e| {
+                        tracing::info!(certificate = %id, error = %e, "client certificate refused: not registered, and the client CA does not vouch for it");
+                    }),
+                None => {
+                    tracing::info!(certificate = %id, "client certificate refused: not registered");
+                    Err(rustls::Error::InvalidCertificate(
+                        CertificateError::UnknownIssuer,
+                    ))
+                }
+            },
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Builds the rustls server config from PEM files. With `registry`, client
+/// certificates it knows are judged by it (see [`CertificateRegistry`]); others
+/// by `client_ca`, when configured.
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
     auth: ClientAuth,
+    registry: Option<Arc<dyn CertificateRegistry>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let pem = |what: &'static str, path: &Path| {
         let path = path.to_path_buf();
@@ -107,9 +229,8 @@ pub fn server_config(
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Rustls)?;
-    let builder = match (auth, client_ca) {
-        (ClientAuth::None, _) => builder.with_no_client_auth(),
-        (_, None) => return Err(TlsError::NoClientCa),
+    let ca_verifier = match (auth, client_ca) {
+        (ClientAuth::None, _) | (_, None) => None,
         (auth, Some(ca)) => {
             let mut roots = RootCertStore::empty();
             for c in CertificateDer::pem_file_iter(ca).map_err(pem("client CA", ca))? {
@@ -123,8 +244,21 @@ pub fn server_config(
             } else {
                 verifier
             };
-            builder.with_client_cert_verifier(verifier.build()?)
+            Some(verifier.build()?)
         }
+    };
+    let builder = match (auth, registry, ca_verifier) {
+        (ClientAuth::None, _, _) => builder.with_no_client_auth(),
+        (auth, Some(registry), fallback) => {
+            builder.with_client_cert_verifier(Arc::new(RegistryVerifier {
+                registry,
+                fallback,
+                algorithms: provider.signature_verification_algorithms,
+                mandatory: auth == ClientAuth::Required,
+            }))
+        }
+        (_, None, Some(ca)) => builder.with_client_cert_verifier(ca),
+        (_, None, None) => return Err(TlsError::NoClientCa),
     };
     let mut config = builder
         .with_single_cert(chain, key)

@@ -181,11 +181,6 @@ impl Config {
                 "mqtt_tls_addr needs mqtt_tls_cert and mqtt_tls_key".into(),
             ));
         }
-        if config.mqtt_tls_client_auth != ClientAuth::None && config.mqtt_tls_client_ca.is_none() {
-            return Err(ConfigError::Invalid(
-                "client certificates need mqtt_tls_client_ca".into(),
-            ));
-        }
         if !config.initial_cluster.is_empty() && config.join.is_some() {
             return Err(ConfigError::Invalid(
                 "give either initial_cluster or join, not both".into(),

@@ -69,7 +69,9 @@ struct Listeners<L> {
 /// Binds the node's listeners and opens its storage: the first half of [`run`],
 /// for a caller that looks at the node (a simulation) before it serves.
 pub async fn start<I: NodeIo>(config: Config, io: I) -> anyhow::Result<Node<I>> {
-    // Bad TLS files fail the start before anything listens.
+    // Bad TLS files fail the start before anything listens. Client certificates
+    // registered through the API are judged by the replicated registry.
+    let certificates = Arc::new(service::certificate::RegisteredCertificates::default());
     let tls = if config.mqtt_tls_addr.is_empty() {
         None
     } else {
@@ -82,6 +84,7 @@ pub async fn start<I: NodeIo>(config: Config, io: I) -> anyhow::Result<Node<I>> 
                 key,
                 config.mqtt_tls_client_ca.as_deref(),
                 config.mqtt_tls_client_auth,
+                Some(certificates.clone()),
             )
             .context("MQTT TLS")?,
         )
@@ -142,6 +145,7 @@ pub async fn start<I: NodeIo>(config: Config, io: I) -> anyhow::Result<Node<I>> 
             config.data_dir.display()
         )
     })?;
+    certificates.attach(raft.state().clone());
     tracing::info!(
         node_id = config.node_id,
         raft = %config.raft_addr,

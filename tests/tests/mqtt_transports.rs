@@ -11,6 +11,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 use rumqttc::{Event, MqttOptions, Packet, QoS};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -258,4 +259,139 @@ async fn tls_with_device_certificates_and_websocket() {
     assert!(tokio_tungstenite::client_async(request, tcp).await.is_err());
 
     watch_task.abort();
+}
+
+/// Tries an MQTT CONNECT over TLS with `cert`/`key` (DER); true when CONNACK 0
+/// comes back, false when the handshake or the connection is refused.
+async fn tls_connect_accepted(
+    port: u16,
+    ca: &CertificateDer<'static>,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    client_id: &str,
+) -> bool {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![cert], key)
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let Ok(mut tls) = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+    else {
+        return false;
+    };
+    // TLS 1.3 finishes the client side first; a refusal shows on the first read.
+    if tls.write_all(&raw_connect(client_id)).await.is_err() {
+        return false;
+    }
+    let mut ack = [0u8; 4];
+    match tokio::time::timeout(WAIT, tls.read_exact(&mut ack)).await {
+        Ok(Ok(_)) => ack == [0x20, 2, 0, 0],
+        Ok(Err(_)) => false,
+        Err(_) => panic!("no answer to CONNECT within {WAIT:?}"),
+    }
+}
+
+/// What: a certificate made by CreateKeysAndCertificate connects over TLS with
+/// no client CA configured (trusted because it is registered); once made
+/// INACTIVE or REVOKED it is refused at the handshake with a log line naming
+/// the reason; a certificate nobody registered is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_certificates_are_the_trust_for_device_tls() {
+    let _guard = serial().await;
+    let root = tempfile::tempdir().unwrap();
+    let pki = make_pki(root.path());
+    let tls_port = free_port();
+    let p = |f: &str| root.path().join(f).display().to_string();
+    let mut node = NodeProcess::new(
+        1,
+        root.path(),
+        vec![
+            "--mqtt-tls-addr".into(),
+            format!("127.0.0.1:{tls_port}"),
+            "--mqtt-tls-cert".into(),
+            p("server.pem"),
+            "--mqtt-tls-key".into(),
+            p("server.key"),
+            "--mqtt-tls-client-auth".into(),
+            "required".into(),
+        ],
+    );
+    node.start().unwrap();
+    let http = reqwest::Client::new();
+    let url = node.url();
+    eventually("node ready", WAIT, || async {
+        let r = http.get(format!("{url}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", node.log()));
+
+    let made: serde_json::Value = http
+        .post(format!("{url}/keys-and-certificate?setAsActive=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["certificateId"].as_str().unwrap().to_string();
+    let cert = CertificateDer::from_pem_slice(made["certificatePem"].as_str().unwrap().as_bytes())
+        .unwrap();
+    let key = || {
+        PrivateKeyDer::from_pem_slice(made["keyPair"]["PrivateKey"].as_str().unwrap().as_bytes())
+            .unwrap()
+    };
+    assert_eq!(
+        hex::encode(Sha256::digest(cert.as_ref())),
+        id,
+        "the id is the SHA-256 of the DER"
+    );
+    assert!(
+        tls_connect_accepted(tls_port, &pki.ca_der, cert.clone(), key(), "device-1").await,
+        "an ACTIVE registered certificate connects\n{}",
+        node.log()
+    );
+
+    // A certificate signed by the same test CA but never registered: no CA is
+    // configured, so nothing vouches for it.
+    assert!(
+        !tls_connect_accepted(
+            tls_port,
+            &pki.ca_der,
+            pki.client_der.clone(),
+            PrivateKeyDer::try_from(pki.client_key.clone()).unwrap(),
+            "stranger"
+        )
+        .await
+    );
+
+    for (status, reason) in [("INACTIVE", "INACTIVE"), ("REVOKED", "REVOKED")] {
+        let r = http
+            .put(format!("{url}/certificates/{id}?newStatus={status}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        assert!(
+            !tls_connect_accepted(tls_port, &pki.ca_der, cert.clone(), key(), "device-1").await,
+            "a {status} certificate is refused"
+        );
+        eventually("the refusal is logged", WAIT, || async {
+            let log = node.log();
+            (log.contains("client certificate refused") && log.contains(reason)).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", node.log()));
+    }
+    assert!(node.log().contains("not registered"), "{}", node.log());
 }

@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
             1,
             MqttLimits::default(),
             Arc::new(SystemClock),
+            Arc::new(fleetcore_broker::entropy::OsEntropy),
             Arc::new(AllowAll),
         );
         let (mut client, server) = tokio::io::duplex(64 * 1024);

@@ -258,3 +258,42 @@ impl<C: Connector> Service<C> {
         .ok_or_else(|| not_found(id))
     }
 }
+
+/// The TLS listener's view of the replicated certificate registry. Built before
+/// storage opens (so bad TLS files fail the start early) and given the applied
+/// state once it is open; until then it knows no certificate.
+#[derive(Default)]
+pub struct RegisteredCertificates(std::sync::OnceLock<fleetcore_storage::SharedState>);
+
+impl RegisteredCertificates {
+    /// Points the registry at the applied state.
+    pub fn attach(&self, state: fleetcore_storage::SharedState) {
+        let _ = self.0.set(state);
+    }
+}
+
+impl std::fmt::Debug for RegisteredCertificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegisteredCertificates")
+    }
+}
+
+impl fleetcore_broker::tls::CertificateRegistry for RegisteredCertificates {
+    fn check(
+        &self,
+        certificate_id: &str,
+        now_ms: u64,
+    ) -> Option<Result<(), fleetcore_broker::tls::Refusal>> {
+        use fleetcore_broker::tls::Refusal;
+        let state = self.0.get()?;
+        let applied = state.read();
+        let c = applied.state.certificates().get(certificate_id)?;
+        Some(match c.status {
+            CertificateStatus::Revoked => Err(Refusal::Revoked),
+            CertificateStatus::Inactive => Err(Refusal::Inactive),
+            CertificateStatus::Active if now_ms > c.not_after_ms => Err(Refusal::Expired),
+            CertificateStatus::Active if now_ms < c.not_before_ms => Err(Refusal::NotYetValid),
+            CertificateStatus::Active => Ok(()),
+        })
+    }
+}
